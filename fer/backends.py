@@ -1,0 +1,172 @@
+"""Inference runtimes for a trained model folder: Keras, TFLite (LiteRT) float/INT8, ONNX Runtime.
+
+Each backend takes a float32 batch (N, 48, 48, 1) of raw 0..255 pixels and returns (N, 7)
+probabilities, so the recognizer and the evaluation treat them alike.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from fer.config import IMAGE_SIZE, MODEL_FILENAME
+
+#: File names inside a model folder, per backend; `fer.export` writes the non-Keras ones.
+BACKEND_FILES: dict[str, str] = {
+    "keras": MODEL_FILENAME,
+    "tflite": "model_float32.tflite",
+    "tflite-int8": "model_int8.tflite",
+    "onnx": "model.onnx",
+}
+#: Fastest first; "auto" takes the first whose file exists and whose runtime imports.
+AUTO_ORDER = ("onnx", "tflite", "keras")
+
+
+class ModelLoadError(RuntimeError):
+    """A model file is missing, corrupt or needs a runtime that is not installed."""
+
+
+class Backend(Protocol):
+    name: str
+    path: Path
+
+    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"model file is empty: {path}")
+
+
+class KerasBackend:
+    """The `.keras` model behind one traced function: a plain `model(x)` costs ~30 ms of overhead."""
+
+    name = "keras"
+
+    def __init__(self, path: Path):
+        _check_file(path)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+        import tensorflow as tf
+
+        try:
+            self.model = keras.saving.load_model(path, compile=False)
+        except Exception as exc:  # keras raises many types for a bad archive
+            raise ModelLoadError(f"cannot load Keras model {path}: {exc}") from exc
+        self.path = path
+        spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)
+        self._fn = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self._fn(batch).numpy()
+
+
+class TFLiteBackend:
+    """LiteRT interpreter (float or full-integer INT8); falls back to tf.lite if LiteRT is missing."""
+
+    def __init__(self, path: Path, name: str = "tflite", threads: int | None = None):
+        _check_file(path)
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:  # pragma: no cover - depends on the platform's wheels
+            try:
+                import tensorflow as tf
+
+                Interpreter = tf.lite.Interpreter
+            except ImportError as exc:
+                raise ModelLoadError("neither ai-edge-litert nor tensorflow is installed") from exc
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load TFLite model {path}: {exc}") from exc
+        self.name, self.path = name, path
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self._batch = 1
+        self._lock = threading.Lock()  # one interpreter must not run twice at once
+
+    def _quantize(self, batch: np.ndarray) -> np.ndarray:
+        dtype = self._input["dtype"]
+        if dtype == np.float32:
+            return batch
+        scale, zero = self._input["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(batch / scale + zero), info.min, info.max).astype(dtype)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if len(batch) != self._batch:
+                self.interpreter.resize_tensor_input(self._input["index"], [len(batch), IMAGE_SIZE, IMAGE_SIZE, 1])
+                self.interpreter.allocate_tensors()
+                self._input = self.interpreter.get_input_details()[0]
+                self._output = self.interpreter.get_output_details()[0]
+                self._batch = len(batch)
+            self.interpreter.set_tensor(self._input["index"], self._quantize(batch))
+            self.interpreter.invoke()
+            out = self.interpreter.get_tensor(self._output["index"])
+        if out.dtype != np.float32:
+            scale, zero = self._output["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return out
+
+
+class OnnxBackend:
+    """ONNX Runtime session; per-call overhead is a few microseconds."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        _check_file(path)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ModelLoadError("onnxruntime is not installed") from exc
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load ONNX model {path}: {exc}") from exc
+        self.path = path
+        self._input = self.session.get_inputs()[0].name
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._input: batch})[0]
+
+
+def load_backend(model_dir: Path, backend: str = "auto", threads: int | None = None) -> Backend:
+    """Open the model in `model_dir` with the named runtime ("auto": the fastest one available)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"model folder not found: {model_dir}")
+    if backend == "auto":
+        errors = []
+        for name in AUTO_ORDER:
+            if (model_dir / BACKEND_FILES[name]).exists():
+                try:
+                    return load_backend(model_dir, name, threads)
+                except ModelLoadError as exc:
+                    errors.append(str(exc))
+        raise ModelLoadError(f"no usable model in {model_dir}" + (": " + "; ".join(errors) if errors else ""))
+    if backend not in BACKEND_FILES:
+        raise ValueError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKEND_FILES)}")
+    path = model_dir / BACKEND_FILES[backend]
+    if backend == "keras":
+        return KerasBackend(path)
+    if backend == "onnx":
+        return OnnxBackend(path, threads)
+    return TFLiteBackend(path, backend, threads)
+
+
+def available_backends(model_dir: Path) -> list[str]:
+    """Backends whose model file exists in `model_dir`."""
+    return [name for name, filename in BACKEND_FILES.items() if (Path(model_dir) / filename).exists()]

@@ -1,0 +1,43 @@
+"""Project-wide constants: class names, image geometry and default paths live here only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The seven FER2013 emotions, in the order of the model's output units.
+CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+NUM_CLASSES = len(CLASS_NAMES)
+
+#: FER2013 images are 48x48 grayscale; every model takes this size (crops happen inside).
+IMAGE_SIZE = 48
+
+#: `fer2013.csv` numbers the emotions 0..6 in this order (the challenge's own convention).
+CSV_EMOTION_ORDER: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+#: Official FER2013 split names as written in the csv `Usage` column and in the file-name prefixes.
+SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST = "Training", "PublicTest", "PrivateTest"
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = PROJECT_ROOT / "models"
+#: The model that `EmotionRecognizer()` and the app load when nothing else is asked for.
+DEFAULT_MODEL_DIR = MODELS_DIR / "fer-vgg"
+MODEL_FILENAME = "model.keras"
+
+#: Where FER2013 is looked for when no path is given: $FER2013_DIR, else ../shared/datasets/fer2013.
+DEFAULT_DATA_DIR = Path(
+    os.environ.get("FER2013_DIR", PROJECT_ROOT.parent / "shared" / "datasets" / "fer2013")
+)
+#: Decoded arrays are cached here so that loading the dataset a second time takes well under a second.
+CACHE_DIR = Path(os.environ.get("FER_CACHE_DIR", Path.home() / ".cache" / "fer"))
+
+#: One colour per emotion (RGB), used for boxes, labels and charts alike.
+EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
+    "angry": (230, 57, 70),
+    "disgust": (106, 153, 78),
+    "fear": (142, 68, 173),
+    "happy": (255, 183, 3),
+    "neutral": (160, 160, 160),
+    "sad": (33, 118, 174),
+    "surprise": (255, 112, 166),
+}

@@ -1,0 +1,91 @@
+"""Face detection with OpenCV's Haar cascade, run on a downscaled copy for speed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the image given
+
+
+class DetectorError(RuntimeError):
+    """The detector itself cannot work (e.g. the cascade file is missing from OpenCV)."""
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Haar parameters. `max_side` bounds the size of the image the cascade scans."""
+
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+    min_size: int = 40
+    max_side: int = 640
+    equalize: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.scale_factor > 1.0:
+            raise ValueError(f"scale_factor must be > 1.0, got {self.scale_factor}")
+        if self.min_neighbors < 0:
+            raise ValueError(f"min_neighbors must be >= 0, got {self.min_neighbors}")
+        if self.min_size < 8:
+            raise ValueError(f"min_size must be at least 8 pixels, got {self.min_size}")
+        if self.max_side < 64:
+            raise ValueError(f"max_side must be at least 64 pixels, got {self.max_side}")
+
+
+class HaarFaceDetector:
+    """Frontal-face Haar cascade. Boxes come back in the coordinates of the full image."""
+
+    CASCADE = "haarcascade_frontalface_default.xml"
+
+    def __init__(self, settings: DetectorSettings | None = None):
+        self.settings = settings or DetectorSettings()
+        path = cv2.data.haarcascades + self.CASCADE if hasattr(cv2, "data") else self.CASCADE
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise DetectorError("this OpenCV build has no CascadeClassifier; install opencv-python-headless<5")
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise DetectorError(f"could not load the Haar cascade {path}")
+
+    def detect(self, gray: np.ndarray, downscale: float | None = None) -> list[Box]:
+        """Find faces in a 2-D uint8 image; `downscale` (e.g. 0.5) overrides the max_side rule."""
+        s = self.settings
+        height, width = gray.shape[:2]
+        scale = downscale if downscale is not None else min(1.0, s.max_side / max(height, width))
+        if not 0 < scale <= 1.0:
+            raise ValueError(f"downscale must be in (0, 1], got {scale}")
+        small = gray
+        if scale < 1.0:
+            small = cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))),
+                               interpolation=cv2.INTER_AREA)
+        if s.equalize:
+            small = cv2.equalizeHist(small)
+        min_px = max(8, round(s.min_size * scale))
+        found = self._cascade.detectMultiScale(
+            small, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors, minSize=(min_px, min_px)
+        )
+        boxes = [
+            (round(x / scale), round(y / scale), round(w / scale), round(h / scale))
+            for (x, y, w, h) in (found if len(found) else [])
+        ]
+        # Largest face first: the "main" face of a photo or a video call.
+        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+
+
+def crop_face(gray: np.ndarray, box: Box, size: int, margin: float) -> np.ndarray:
+    """Square crop around `box`, enlarged by `margin` on each side, edge-padded, resized to size x size."""
+    x, y, w, h = box
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    x1, y1 = x0 + int(round(side)), y0 + int(round(side))
+    height, width = gray.shape[:2]
+    pad = max(0, -x0, -y0, x1 - width, y1 - height)
+    if pad:
+        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
+    crop = gray[y0:y1, x0:x1]
+    interpolation = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interpolation)

@@ -1,0 +1,144 @@
+"""Recompute a model folder's figures on FER2013: `python -m fer.evaluate MODEL_DIR --data PATH`.
+
+Writes `metrics.json` (PrivateTest accuracy, macro-F1, per-class report, confusion matrix,
+PublicTest accuracy, dataset counts, training config/time) and the model card. These files
+are the only source of accuracy figures in the project; tests recompute them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fer.backends import BACKEND_FILES, ModelLoadError, available_backends, load_backend
+from fer.config import CLASS_NAMES, DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
+from fer.data import Dataset, Split, load_dataset
+
+METRICS_FILE = "metrics.json"
+
+
+def predict_split(backend, split: Split, batch_size: int = 256) -> np.ndarray:
+    """Probabilities (N, 7) for every image of a split, single centre crop, no test-time augmentation."""
+    out = []
+    for start in range(0, len(split), batch_size):
+        batch = split.images[start:start + batch_size, :, :, None].astype(np.float32)
+        out.append(backend.predict(batch))
+    return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """Counts: rows are true classes, columns predicted classes."""
+    return np.bincount(labels * num_classes + predicted, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def classification_report(labels: np.ndarray, predicted: np.ndarray) -> dict:
+    """Accuracy, macro-F1 and per-class precision / recall / F1 / support from the confusion matrix."""
+    cm = confusion_matrix(labels, predicted)
+    true_pos = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted_count = cm.sum(axis=0)
+    precision = np.divide(true_pos, predicted_count, out=np.zeros_like(true_pos), where=predicted_count > 0)
+    recall = np.divide(true_pos, support, out=np.zeros_like(true_pos), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(true_pos), where=denom > 0)
+    return {
+        "images": int(len(labels)),
+        "accuracy": float(true_pos.sum() / max(1, len(labels))),
+        "macro_f1": float(f1.mean()),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(CLASS_NAMES, precision, recall, f1, support)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def evaluate_backend(backend, data: Dataset) -> dict:
+    """PrivateTest report plus PublicTest accuracy for one runtime."""
+    test = classification_report(data.test.labels, predict_split(backend, data.test).argmax(1))
+    val = classification_report(data.val.labels, predict_split(backend, data.val).argmax(1))
+    return {"test": test, "val": {"accuracy": val["accuracy"], "macro_f1": val["macro_f1"], "images": val["images"]}}
+
+
+def evaluate_model_dir(model_dir: Path, data: Dataset, formats: list[str] | None = None) -> dict:
+    """Evaluate the Keras model and every exported format present; write metrics.json and the card."""
+    model_dir = Path(model_dir)
+    keras_backend = load_backend(model_dir, "keras")
+    main = evaluate_backend(keras_backend, data)
+    metrics: dict = {
+        "model": model_summary(model_dir, keras_backend.model),
+        "protocol": "trained on Training, selected on PublicTest, reported on PrivateTest; single centre crop, no TTA",
+        "test": main["test"],
+        "val": main["val"],
+        "dataset": data.summary(),
+        "formats": {},
+        "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    for name in formats if formats is not None else available_backends(model_dir):
+        path = model_dir / BACKEND_FILES[name]
+        if name == "keras":
+            result = main
+        else:
+            try:
+                result = evaluate_backend(load_backend(model_dir, name), data)
+            except ModelLoadError as exc:
+                metrics["formats"][name] = {"file": path.name, "error": str(exc)}
+                continue
+        metrics["formats"][name] = {
+            "file": path.name,
+            "size_bytes": path.stat().st_size,
+            "test_accuracy": result["test"]["accuracy"],
+            "test_macro_f1": result["test"]["macro_f1"],
+            "val_accuracy": result["val"]["accuracy"],
+        }
+    for extra in ("train_config.json", "training.json"):
+        path = model_dir / extra
+        if path.exists():
+            metrics["training" if extra == "training.json" else "config"] = json.loads(path.read_text())
+    (model_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+    from fer.report import write_model_card
+
+    write_model_card(model_dir)
+    return metrics
+
+
+def model_summary(model_dir: Path, model) -> dict:
+    path = model_dir / BACKEND_FILES["keras"]
+    return {
+        "name": model_dir.name,
+        "architecture": model.name,
+        "parameters": int(model.count_params()),
+        "size_bytes": path.stat().st_size,
+        "input_shape": list(model.input_shape[1:]),
+        "classes": list(CLASS_NAMES),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fer.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path, nargs="?", default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FER2013 folder or fer2013.csv")
+    args = parser.parse_args(argv)
+    try:
+        data = load_dataset(args.data)
+        metrics = evaluate_model_dir(args.model_dir, data)
+    except (OSError, ValueError, ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.model_dir}: PrivateTest accuracy {metrics['test']['accuracy']:.4f}, "
+          f"macro-F1 {metrics['test']['macro_f1']:.4f}, PublicTest accuracy {metrics['val']['accuracy']:.4f}")
+    for name, fmt in metrics["formats"].items():
+        if "error" in fmt:
+            print(f"  {name:<12} error: {fmt['error']}")
+        else:
+            print(f"  {name:<12} {fmt['size_bytes'] / 1e6:7.2f} MB  PrivateTest {fmt['test_accuracy']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

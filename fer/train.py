@@ -1,0 +1,288 @@
+"""Train a CNN on FER2013 and write its artifacts: `python -m fer.train --out models/NAME`.
+
+Reads top to bottom: data, model, compile, fit, save, evaluate. Callbacks do the side jobs:
+per-epoch backup for resuming, best-on-PublicTest checkpoint, early stopping, TensorBoard,
+history. Re-running the same command after an interruption resumes from the last epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from fer.augment import AugmentConfig, augment_batch  # noqa: E402
+from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES  # noqa: E402
+from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
+from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
+
+ARTIFACT_MODEL = "model.keras"
+ARTIFACT_ARCHITECTURE = "architecture.json"
+ARTIFACT_HISTORY = "history.json"
+ARTIFACT_CONFIG = "train_config.json"
+BEST_CHECKPOINT = "checkpoints/best.keras"
+BACKUP_DIR = "checkpoints/backup"
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of a run; written next to the results so a run can be repeated."""
+
+    architecture: str = DEFAULT_ARCHITECTURE
+    epochs: int = 24
+    batch_size: int = 128
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.1
+    class_weight_power: float = 0.3
+    early_stopping_patience: int = 10
+    seed: int = 1
+    jit_compile: bool = True
+    max_train_images: int | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- data
+
+def make_datasets(data: Dataset, config: TrainConfig) -> tuple[tf.data.Dataset, tf.data.Dataset, np.ndarray]:
+    """Whole-set shuffled, augmented training batches with class weights; plain validation batches."""
+    images, labels = data.train.images, data.train.labels
+    if config.max_train_images:
+        pick = np.random.default_rng(config.seed).permutation(len(labels))[: config.max_train_images]
+        images, labels = images[pick], labels[pick]
+    weights = class_weights(labels, config.class_weight_power)
+    sample_weights = weights[labels]
+    onehot = keras.utils.to_categorical(labels, NUM_CLASSES).astype(np.float32)
+
+    train = tf.data.Dataset.from_tensor_slices((images[..., None], onehot, sample_weights))
+    # The loader returns images grouped by class, so shuffle across the whole set every epoch.
+    train = train.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True)
+    train = train.batch(config.batch_size, drop_remainder=True)
+    augment = config.augment
+    train = train.map(
+        lambda x, y, w: (augment_batch(tf.cast(x, tf.float32), augment), y, w),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).prefetch(tf.data.AUTOTUNE)
+
+    val_onehot = keras.utils.to_categorical(data.val.labels, NUM_CLASSES).astype(np.float32)
+    val = tf.data.Dataset.from_tensor_slices((data.val.images[..., None].astype(np.float32), val_onehot))
+    val = val.batch(512).prefetch(tf.data.AUTOTUNE)
+    return train, val, weights
+
+
+# ---------------------------------------------------------------- model
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(total - 1, config.warmup_epochs * steps_per_epoch)
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else config.learning_rate, total - warmup,
+            warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup,
+        )
+    elif config.schedule == "constant":
+        lr = config.learning_rate
+    else:
+        raise ValueError(f"unknown schedule {config.schedule!r}; use cosine or constant")
+    if config.optimizer == "adam":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; use adam or sgd")
+
+
+class InferenceAccuracyProbe(keras.callbacks.Callback):
+    """Logs inference-mode accuracy on a fixed training subset every epoch.
+
+    Guards against the BatchNorm trap seen with compiled steps: training accuracy rising
+    while the same weights in inference mode stay near chance.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        super().__init__()
+        self.images = images[..., None].astype(np.float32)
+        self.labels = labels
+
+    def on_epoch_end(self, epoch, logs=None):
+        probs = self.model.predict(self.images, batch_size=512, verbose=0)
+        acc = float(np.mean(probs.argmax(1) == self.labels))
+        if logs is not None:
+            logs["train_subset_inference_accuracy"] = acc
+        print(f"  epoch {epoch + 1}: inference-mode accuracy on 2000 training images {acc:.4f}", flush=True)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Writes history.json after every epoch, so an interrupted run still has its curves."""
+
+    def __init__(self, path: Path, started: float):
+        super().__init__()
+        self.path = path
+        self.started = started
+        self.history: dict[str, list] = json.loads(path.read_text())["epochs"] if path.exists() else {}
+        self.epoch_start = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {k: float(v) for k, v in (logs or {}).items()}
+        row["epoch"] = epoch + 1
+        row["seconds"] = time.time() - self.epoch_start
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        for key, value in row.items():
+            self.history.setdefault(key, []).append(value)
+        # A resumed run may repeat an epoch that was backed up before; keep the last entry per epoch.
+        epochs = self.history["epoch"]
+        keep = [i for i, e in enumerate(epochs) if e not in epochs[i + 1:]]
+        self.history = {k: [v[i] for i in keep if i < len(v)] for k, v in self.history.items()}
+        self.path.write_text(json.dumps({"epochs": self.history}, indent=1))
+
+
+def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | None = None) -> keras.Model:
+    """Fit `config.architecture` on `data.train`, select on `data.val`, write model and history."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    train_ds, val_ds, weights = make_datasets(data, config)
+    steps_per_epoch = int(train_ds.cardinality())
+    if steps_per_epoch < 1:
+        raise ValueError(f"{len(data.train)} training images is less than one batch of {config.batch_size}")
+
+    model = build_model(config.architecture)
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=config.jit_compile,
+    )
+    (out_dir / ARTIFACT_CONFIG).write_text(json.dumps(config.to_dict(), indent=1))
+    (out_dir / "checkpoints").mkdir(exist_ok=True)
+    probe_idx = np.random.default_rng(0).permutation(len(data.train))[:2000]
+    started = time.time()
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), save_freq="epoch", delete_checkpoint=False),
+        InferenceAccuracyProbe(data.train.images[probe_idx], data.train.labels[probe_idx]),
+        keras.callbacks.ModelCheckpoint(
+            str(out_dir / BEST_CHECKPOINT), monitor="val_accuracy", mode="max", save_best_only=True
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
+        ),
+        keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False, profile_batch=0),
+        HistoryWriter(out_dir / ARTIFACT_HISTORY, started),
+    ]
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    print(f"training {config.architecture}: {steps_per_epoch * config.batch_size} images, {steps_per_epoch} steps/epoch, "
+          f"class weights {np.round(weights, 2).tolist()}", flush=True)
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+
+    # Selection on PublicTest: keep the best epoch's weights, not the last.
+    best = out_dir / BEST_CHECKPOINT
+    if best.exists():
+        model = keras.saving.load_model(best, compile=False)
+    model.save(out_dir / ARTIFACT_MODEL)
+    (out_dir / ARTIFACT_ARCHITECTURE).write_text(model.to_json(indent=1))
+    write_training_summary(out_dir, config, time.time() - started, len(data.train))
+    return model
+
+
+def write_training_summary(out_dir: Path, config: TrainConfig, seconds: float, train_images: int) -> None:
+    """Hardware, wall time and throughput; evaluation folds these into metrics.json and the card."""
+    history = json.loads((out_dir / ARTIFACT_HISTORY).read_text())["epochs"]
+    epoch_seconds = history.get("seconds", [])
+    summary = {
+        "epochs_run": len(history.get("epoch", [])),
+        "total_epoch_seconds": float(sum(epoch_seconds)),
+        "last_session_seconds": seconds,
+        "train_images": train_images,
+        "images_per_second": float(train_images * len(epoch_seconds) / max(sum(epoch_seconds), 1e-9)),
+        "hardware": hardware_description(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    (out_dir / "training.json").write_text(json.dumps(summary, indent=1))
+
+
+def hardware_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"{os.cpu_count()} x {cpu}" + (f", {len(gpus)} GPU" if gpus else ", CPU only")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m fer.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FER2013 folder or fer2013.csv")
+    parser.add_argument("--out", type=Path, required=True, help="model folder to write (resumes if it has a backup)")
+    parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=DEFAULT_ARCHITECTURE)
+    defaults = TrainConfig()
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default=defaults.optimizer)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--schedule", choices=["cosine", "constant"], default=defaults.schedule)
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    parser.add_argument("--class-weight-power", type=float, default=defaults.class_weight_power)
+    parser.add_argument("--patience", type=int, default=defaults.early_stopping_patience)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--max-train-images", type=int, default=None, help="subsample for quick trials")
+    parser.add_argument("--no-jit", action="store_true", help="disable XLA compiled steps")
+    parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json at the end")
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1:
+        parser.error("--epochs and --batch-size must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = TrainConfig(
+        architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
+        optimizer=args.optimizer, learning_rate=args.learning_rate, schedule=args.schedule,
+        label_smoothing=args.label_smoothing, class_weight_power=args.class_weight_power,
+        early_stopping_patience=args.patience, seed=args.seed, jit_compile=not args.no_jit,
+        max_train_images=args.max_train_images,
+    )
+    try:
+        data = load_dataset(args.data)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(data.describe(), flush=True)
+    train(config, data, args.out)
+    if not args.no_evaluate:
+        from fer.evaluate import evaluate_model_dir
+
+        metrics = evaluate_model_dir(args.out, data)
+        print(f"PrivateTest accuracy {metrics['test']['accuracy']:.4f}, "
+              f"macro-F1 {metrics['test']['macro_f1']:.4f}", flush=True)
+    shutil.rmtree(args.out / "checkpoints" / "tmp", ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""Shared fixtures: synthetic datasets in every supported layout, real FER2013 when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from fer.config import CLASS_NAMES, CSV_EMOTION_ORDER, DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep the decoded-array cache of synthetic datasets out of the user's home."""
+    import fer.data
+
+    real = fer.data.CACHE_DIR
+    fer.data.CACHE_DIR = tmp_path_factory.mktemp("cache")
+    yield
+    fer.data.CACHE_DIR = real
+
+
+@pytest.fixture(scope="session")
+def fer2013_dir() -> Path:
+    if not (DEFAULT_DATA_DIR / "train").is_dir():
+        pytest.skip(f"FER2013 not found at {DEFAULT_DATA_DIR} (set FER2013_DIR); CI has it")
+    return DEFAULT_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def fer2013(fer2013_dir):
+    import fer.data
+
+    return fer.data.load_dataset(fer2013_dir)
+
+
+@pytest.fixture(scope="session")
+def shipped_model_dir() -> Path:
+    assert (DEFAULT_MODEL_DIR / "model.keras").exists(), f"the shipped model is missing from {DEFAULT_MODEL_DIR}"
+    return DEFAULT_MODEL_DIR
+
+
+def synthetic_face(label: int, seed: int) -> np.ndarray:
+    """A 48x48 image whose brightness pattern depends on the class, plus noise."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(100, 20, (48, 48))
+    image[:, label * 6:label * 6 + 6] += 80
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def kaggle_layout(tmp_path) -> Path:
+    """train/test class folders with official-split prefixes: per class 6 Training, 2 PublicTest, 2 PrivateTest."""
+    root = tmp_path / "fer2013"
+    seed = 0
+    for cls, name in enumerate(CLASS_NAMES):
+        for prefix, folder, count in (("Training", "train", 6), ("PublicTest", "test", 2), ("PrivateTest", "test", 2)):
+            (root / folder / name).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                seed += 1
+                cv2.imwrite(str(root / folder / name / f"{prefix}_{seed}{i}.jpg"), synthetic_face(cls, seed))
+    return root
+
+
+@pytest.fixture
+def fer_csv(tmp_path) -> Path:
+    """A miniature fer2013.csv with the original column names and emotion numbering."""
+    lines = ["emotion,pixels,Usage"]
+    seed = 0
+    for csv_index, name in enumerate(CSV_EMOTION_ORDER):
+        for usage, count in (("Training", 4), ("PublicTest", 1), ("PrivateTest", 1)):
+            for _ in range(count):
+                seed += 1
+                pixels = " ".join(map(str, synthetic_face(CLASS_NAMES.index(name), seed).ravel()))
+                lines.append(f"{csv_index},{pixels},{usage}")
+    path = tmp_path / "fer2013.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def astronaut_rgb() -> np.ndarray:
+    """A real photo of a face (Eileen Collins), shipped with scikit-image."""
+    skimage_data = pytest.importorskip("skimage.data")
+    return skimage_data.astronaut()

@@ -1,0 +1,44 @@
+"""Architectures: the paper's net exactly as specified, the efficient default, the registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer.models import ARCHITECTURES, build_model
+
+
+def test_paper_net_matches_the_specification():
+    model = build_model("paper")
+    assert model.count_params() == 4_237_831
+    convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [128, 256, 512, 512]
+    for conv in convs:
+        assert conv.kernel_size == (3, 3) and conv.padding == "valid"
+        assert conv.activation.__name__ == "relu"
+        assert conv.kernel_initializer.__class__.__name__ == "GlorotUniform"
+    kinds = [layer.__class__.__name__ for layer in model.layers]
+    assert kinds.count("BatchNormalization") == 4 and kinds.count("MaxPooling2D") == 4
+    dropouts = [layer.rate for layer in model.layers if layer.__class__.__name__ == "Dropout"]
+    assert dropouts == [0.4, 0.4, 0.4, 0.4, 0.4, 0.3]
+    dense = [layer.units for layer in model.layers if layer.__class__.__name__ == "Dense"]
+    assert dense == [512, 256, 7]
+    assert model.input_shape == (None, 48, 48, 1)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_every_architecture_returns_probabilities(name):
+    model = build_model(name)
+    x = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype(np.float32)
+    probs = model.predict(x, verbose=0)
+    assert probs.shape == (3, 7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_efficient_default_is_much_smaller_than_the_paper_net():
+    assert build_model("vgg").count_params() < build_model("paper").count_params() / 3
+
+
+def test_unknown_architecture_lists_the_choices():
+    with pytest.raises(ValueError, match="paper"):
+        build_model("resnet9000")
