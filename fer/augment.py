@@ -74,7 +74,7 @@ def augment_batch(images: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | No
 
 
 def _random_erase(images, config: AugmentConfig, batch, height, width):
-    """Blank a random rectangle with noise in a fraction of the images (occlusion robustness)."""
+    """Blank a random rectangle with a flat grey in a fraction of the images (occlusion robustness)."""
     area = tf.random.uniform([batch], *config.erase_area) * height * width
     aspect = tf.exp(tf.random.uniform([batch], math.log(0.5), math.log(2.0)))
     eh = tf.minimum(tf.sqrt(area * aspect), height)
@@ -89,5 +89,6 @@ def _random_erase(images, config: AugmentConfig, batch, height, width):
     )
     chosen = tf.random.uniform([batch]) < config.erase_prob
     mask = (inside & chosen[:, None, None])[..., None]
-    noise = tf.random.uniform(tf.shape(images), 0.0, 255.0)
-    return tf.where(mask, noise, images)
+    # A flat patch of random grey: the model never sees sharp noise at inference (inputs are blurred).
+    fill = tf.random.uniform([batch, 1, 1, 1], 0.0, 255.0)
+    return tf.where(mask, fill, images)

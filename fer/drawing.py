@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -35,3 +36,14 @@ def draw_faces(image: np.ndarray, faces: Iterable[Face], *, color_order: str = "
         cv2.putText(out, text, (x + thickness, top + th + thickness), cv2.FONT_HERSHEY_SIMPLEX,
                     font_scale, (0, 0, 0), thickness, cv2.LINE_AA)
     return out
+
+
+def fit_for_display(image: np.ndarray, faces: list[Face], max_side: int = 1600) -> tuple[np.ndarray, list[Face]]:
+    """Downscale a large image (and its face boxes) so that annotating and showing it stays cheap."""
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1.0:
+        return image, faces
+    small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    scaled = [replace(f, box=tuple(round(v * scale) for v in f.box)) for f in faces]
+    return small, scaled

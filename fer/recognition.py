@@ -6,9 +6,10 @@ decode/validate -> detect (downscaled) -> crop with margin -> classify in one ba
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,13 @@ class EmotionRecognizer:
     @property
     def backend_name(self) -> str:
         return self.backend.name
+
+    def with_detector(self, **settings) -> EmotionRecognizer:
+        """A recognizer sharing this one's loaded model but with other detection settings
+        (scale_factor, min_neighbors, min_size, max_side), so a settings change costs no model load."""
+        clone = copy.copy(self)
+        clone.detector = HaarFaceDetector(replace(self.detector.settings, **settings))
+        return clone
 
     # ------------------------------------------------------------ public API
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer.config import CLASS_NAMES, MODELS_DIR
+from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, MODELS_DIR
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -67,10 +67,11 @@ class ModelArtifacts:
 
 
 def list_model_dirs(root: Path = MODELS_DIR) -> list[Path]:
-    """Model folders under `root` that hold a trained model, newest artifacts last."""
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "model.keras").exists())
+    """Model folders under `root` that hold a trained model, plus the default model wherever it lives."""
+    found = sorted(p for p in root.iterdir() if p.is_dir() and (p / "model.keras").exists()) if root.is_dir() else []
+    if (DEFAULT_MODEL_DIR / "model.keras").exists() and DEFAULT_MODEL_DIR.resolve() not in {p.resolve() for p in found}:
+        found.insert(0, DEFAULT_MODEL_DIR)
+    return found
 
 
 def _pct(value) -> str:

@@ -126,7 +126,7 @@ class InferenceAccuracyProbe(keras.callbacks.Callback):
         acc = float(np.mean(probs.argmax(1) == self.labels))
         if logs is not None:
             logs["train_subset_inference_accuracy"] = acc
-        print(f"  epoch {epoch + 1}: inference-mode accuracy on 2000 training images {acc:.4f}", flush=True)
+        print(f"  epoch {epoch + 1}: inference-mode accuracy on 1000 training images {acc:.4f}", flush=True)
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -174,7 +174,7 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     )
     (out_dir / ARTIFACT_CONFIG).write_text(json.dumps(config.to_dict(), indent=1))
     (out_dir / "checkpoints").mkdir(exist_ok=True)
-    probe_idx = np.random.default_rng(0).permutation(len(data.train))[:2000]
+    probe_idx = np.random.default_rng(0).permutation(len(data.train))[:1000]
     started = time.time()
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), save_freq="epoch", delete_checkpoint=False),

@@ -1,0 +1,126 @@
+"""Per-frame pipeline for live video: detect, classify in one batch, smooth, draw, measure.
+
+`LiveProcessor.process` is what a streamlit-webrtc frame callback calls. It runs on the
+callback thread, so results leave through a bounded, thread-safe queue, and a bad frame
+is logged and passed through rather than killing the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer.drawing import draw_faces
+from fer.recognition import EmotionRecognizer, Face
+from fer.smoothing import FaceSmoother
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameResult:
+    """What one frame produced; the page turns these into a timeline and a CSV."""
+
+    frame_index: int
+    timestamp: float
+    latency_ms: float
+    faces: list[Face] = field(default_factory=list)
+    error: str | None = None
+
+    def main_face_record(self) -> dict:
+        """One flat row per frame for the main (largest) face, empty emotions when there is none."""
+        row = {"frame": self.frame_index, "time_s": round(self.timestamp, 3),
+               "latency_ms": round(self.latency_ms, 2), "faces": len(self.faces)}
+        if self.faces:
+            face = self.faces[0]
+            row["label"] = face.label
+            row.update({name: round(p, 4) for name, p in face.probabilities.items()})
+        return row
+
+
+class LiveProcessor:
+    """Stateful frame processor: one per video session.
+
+    Settings (`smoothing`, `detect_downscale`) may be changed from another thread between
+    frames; they are read once per frame.
+    """
+
+    def __init__(
+        self,
+        recognizer: EmotionRecognizer,
+        *,
+        smoothing: bool = True,
+        detect_downscale: float = 0.5,
+        max_queue: int = 1000,
+    ):
+        self.recognizer = recognizer
+        self.smoothing = smoothing
+        self.detect_downscale = detect_downscale
+        self.smoother = FaceSmoother()
+        self.results: queue.Queue[FrameResult] = queue.Queue(maxsize=max_queue)
+        self._lock = threading.Lock()
+        self._frame_times: deque[float] = deque(maxlen=30)
+        self._latencies: deque[float] = deque(maxlen=30)
+        self._frames = 0
+        self._faces_seen = 0
+        self._started = time.perf_counter()
+
+    def process(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Annotate one BGR frame. Never raises: on error the frame comes back unannotated."""
+        start = time.perf_counter()
+        error = None
+        faces: list[Face] = []
+        try:
+            faces = self.recognizer.predict(frame_bgr, color_order="bgr", detect_downscale=self.detect_downscale)
+            faces = self.smoother.update(faces) if self.smoothing else faces
+            annotated = draw_faces(frame_bgr, faces, color_order="bgr")
+        except Exception as exc:  # one bad frame must not end the stream
+            log.exception("frame processing failed")
+            error = f"{type(exc).__name__}: {exc}"
+            annotated = frame_bgr
+        end = time.perf_counter()
+        with self._lock:
+            self._frames += 1
+            self._faces_seen += bool(faces)
+            self._frame_times.append(end)
+            self._latencies.append((end - start) * 1000)
+            index = self._frames
+        result = FrameResult(index, end - self._started, (end - start) * 1000, faces, error)
+        try:
+            self.results.put_nowait(result)
+        except queue.Full:  # nobody is reading: drop the oldest, keep memory bounded
+            try:
+                self.results.get_nowait()
+            except queue.Empty:
+                pass
+            self.results.put_nowait(result)
+        return annotated
+
+    def drain(self) -> list[FrameResult]:
+        """Everything produced since the last call (called from the page's thread)."""
+        out = []
+        while True:
+            try:
+                out.append(self.results.get_nowait())
+            except queue.Empty:
+                return out
+
+    def stats(self) -> dict:
+        """Frames processed, frames with a face, FPS over the last 30 frames, median latency."""
+        with self._lock:
+            times = list(self._frame_times)
+            latencies = sorted(self._latencies)
+            frames, with_face = self._frames, self._faces_seen
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        return {
+            "frames": frames,
+            "frames_with_face": with_face,
+            "fps": fps,
+            "latency_ms": latencies[len(latencies) // 2] if latencies else 0.0,
+        }

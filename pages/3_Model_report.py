@@ -1,0 +1,93 @@
+"""Model report page: training curves, confusion matrix, per-class scores and the model card.
+
+Everything shown is read from the artifacts that `fer.train` and `fer.evaluate` wrote.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR
+from fer.report import list_model_dirs, render_model_card
+from fer.ui import artifacts_for, emotion_hex, show_headline
+
+st.set_page_config(page_title="Model report · FER", page_icon="📊", layout="wide")
+st.title("Model report")
+
+model_dirs = list_model_dirs()
+if not model_dirs:
+    st.error("No trained model folder found under models/.")
+    st.stop()
+names = [p.name for p in model_dirs]
+default = names.index(DEFAULT_MODEL_DIR.name) if DEFAULT_MODEL_DIR.name in names else 0
+chosen = st.selectbox("Model", names, index=default) if len(names) > 1 else names[0]
+try:
+    art = artifacts_for(model_dirs[names.index(chosen)])
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+if not art.metrics:
+    st.warning(f"{chosen} has no metrics.json yet: run `python -m fer.evaluate models/{chosen}`.")
+
+show_headline(art)
+
+st.header("Training curves")
+history = art.history
+if history.get("epoch"):
+    cols = st.columns(2)
+    for col, metric, title in ((cols[0], "accuracy", "Accuracy"), (cols[1], "loss", "Loss")):
+        fig = go.Figure()
+        fig.add_trace(go.Scatter(x=history["epoch"], y=history.get(metric, []), name="train (augmented)", mode="lines+markers"))
+        fig.add_trace(go.Scatter(x=history["epoch"], y=history.get(f"val_{metric}", []), name="validation (PublicTest)",
+                                 mode="lines+markers"))
+        fig.update_layout(title=title, xaxis_title="epoch", height=350, margin=dict(l=10, r=10, t=40, b=10))
+        col.plotly_chart(fig, use_container_width=True)
+else:
+    st.info("This model folder has no history.json.")
+
+test = art.metrics.get("test", {})
+if test:
+    st.header("Confusion matrix (PrivateTest)")
+    normalise = st.radio("Show", ["counts", "row-normalised"], horizontal=True) == "row-normalised"
+    cm = np.array(test["confusion_matrix"], dtype=float)
+    values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalise else cm
+    text = [[f"{v:.0%}" if normalise else f"{int(v)}" for v in row] for row in values]
+    fig = go.Figure(go.Heatmap(z=values, x=list(CLASS_NAMES), y=list(CLASS_NAMES), text=text,
+                               texttemplate="%{text}", colorscale="Blues", showscale=False))
+    fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis=dict(autorange="reversed"),
+                      height=520, margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(fig, use_container_width=True)
+
+    st.header("Per-class scores (PrivateTest)")
+    st.dataframe(
+        [{"class": name, **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}}
+         for name, row in test["per_class"].items()],
+        use_container_width=True, hide_index=True,
+    )
+
+splits = art.metrics.get("dataset", {}).get("splits", {})
+if splits:
+    st.header("Dataset class distribution")
+    fig = go.Figure()
+    for split_name, label in (("train", "Training"), ("val", "PublicTest"), ("test", "PrivateTest")):
+        per_class = splits.get(split_name, {}).get("per_class", {})
+        fig.add_trace(go.Bar(x=list(per_class), y=list(per_class.values()), name=label))
+    fig.update_layout(barmode="group", height=350, margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(fig, use_container_width=True)
+    st.caption("Colours of the app's boxes: " + ", ".join(
+        f'<span style="color:{emotion_hex(n)}">■ {n}</span>' for n in CLASS_NAMES), unsafe_allow_html=True)
+
+formats = art.metrics.get("formats", {})
+if formats:
+    st.header("Exported formats")
+    st.dataframe(
+        [{"format": name, "file": f["file"], "size (MB)": round(f.get("size_bytes", 0) / 1e6, 2),
+          "PrivateTest accuracy": round(f["test_accuracy"], 4) if "test_accuracy" in f else f.get("error")}
+         for name, f in formats.items()],
+        use_container_width=True, hide_index=True,
+    )
+
+st.header("Model card")
+st.markdown(render_model_card(art))
