@@ -55,6 +55,8 @@ class KerasBackend:
         import keras
         import tensorflow as tf
 
+        import fer.models  # noqa: F401  (registers the custom layers the saved model uses)
+
         try:
             self.model = keras.saving.load_model(path, compile=False)
         except Exception as exc:  # keras raises many types for a bad archive

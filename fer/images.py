@@ -11,6 +11,7 @@ import os
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -113,9 +114,7 @@ def as_gray(image: np.ndarray, color_order: str = "bgr") -> np.ndarray:
     image = to_uint8(image)
     if image.ndim == 2:
         return np.ascontiguousarray(image)
-    rgb = image[..., :3].astype(np.float32)
-    if color_order == "bgr":
-        rgb = rgb[..., ::-1]
-    # ITU-R BT.601 luma, as OpenCV's cvtColor and PIL's convert("L") use.
-    gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return np.clip(gray + 0.5, 0, 255).astype(np.uint8)
+    # ITU-R BT.601 luma (OpenCV's and PIL's weights); cvtColor is ~10x faster than numpy here.
+    codes = {("bgr", 3): cv2.COLOR_BGR2GRAY, ("rgb", 3): cv2.COLOR_RGB2GRAY,
+             ("bgr", 4): cv2.COLOR_BGRA2GRAY, ("rgb", 4): cv2.COLOR_RGBA2GRAY}
+    return cv2.cvtColor(np.ascontiguousarray(image), codes[(color_order, image.shape[2])])

@@ -1,0 +1,205 @@
+"""Speed, memory and size of the shipped model in every format: `python benchmarks/run.py`.
+
+Every row is measured in this one run on this machine; times are medians and p95 over
+repeated calls. Prints a Markdown report and writes it to benchmarks/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fer import EmotionRecognizer  # noqa: E402
+from fer.backends import BACKEND_FILES, available_backends, load_backend  # noqa: E402
+from fer.config import DEFAULT_MODEL_DIR  # noqa: E402
+from fer.drawing import draw_faces  # noqa: E402
+from fer.train import hardware_description  # noqa: E402
+
+FORMATS = ("keras", "tflite", "tflite-int8", "onnx")
+
+
+def timed(fn, repeats: int, warmup: int = 5) -> tuple[float, float]:
+    """Median and p95 wall time of fn() in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times)), float(np.percentile(times, 95))
+
+
+def face_photo() -> np.ndarray:
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def make_frame(faces: int, photo: np.ndarray) -> np.ndarray:
+    """A 640x480 BGR frame with `faces` copies of the astronaut's head on a plain background."""
+    frame = np.full((480, 640, 3), 60, np.uint8)
+    head = photo[30:230, 130:320]  # face with some hair and shoulders
+    size = {1: 220, 3: 150, 10: 110}[faces]
+    head = cv2.resize(head, (int(size * head.shape[1] / head.shape[0]), size))
+    cols = {1: 1, 3: 3, 10: 5}[faces]
+    for i in range(faces):
+        r, c = divmod(i, cols)
+        y = 10 + r * (size + 15) if faces > 1 else 130
+        x = 10 + c * (head.shape[1] + 8) if faces > 1 else 220
+        frame[y:y + head.shape[0], x:x + head.shape[1]] = head
+    return frame
+
+
+def classification_rows(model_dirs: dict[str, Path], repeats: int) -> list[dict]:
+    rows = []
+    rng = np.random.default_rng(0)
+    one = rng.integers(0, 256, (1, 48, 48, 1)).astype(np.float32)
+    batch = rng.integers(0, 256, (64, 48, 48, 1)).astype(np.float32)
+    for label, folder in model_dirs.items():
+        for fmt in [f for f in FORMATS if f in available_backends(folder)]:
+            backend = load_backend(folder, fmt, threads=1)
+            med, p95 = timed(lambda b=backend: b.predict(one), repeats)
+            bmed, bp95 = timed(lambda b=backend: b.predict(batch), max(10, repeats // 10))
+            rows.append({"model": label, "format": fmt, "ms_per_face_batch1": med, "p95_batch1": p95,
+                         "ms_per_face_batch64": bmed / 64, "faces_per_s_batch64": 64000 / bmed})
+    return rows
+
+
+def pipeline_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
+    cv2.setNumThreads(1)
+    recognizer = EmotionRecognizer(model_dir, backend, threads=1)
+    photo = face_photo()
+    rows = []
+    for faces in (1, 3, 10):
+        frame = make_frame(faces, photo)
+        for label, downscale in (("full", 1.0), ("half", 0.5)):
+            found = len(recognizer.predict(frame, detect_downscale=downscale))
+
+            def step(frame=frame, downscale=downscale):
+                draw_faces(frame, recognizer.predict(frame, detect_downscale=downscale), color_order="bgr")
+
+            med, p95 = timed(step, repeats)
+            rows.append({"faces": faces, "found": found, "detection": label, "ms_per_frame": med,
+                         "p95": p95, "fps": 1000 / med})
+    return rows
+
+
+MEMORY_SCRIPT = """
+import resource, sys, json
+sys.path.insert(0, {root!r})
+sys.argv = ["x"]
+import numpy as np, cv2
+from benchmarks.run import make_frame, face_photo
+from fer import EmotionRecognizer
+from fer.drawing import draw_faces
+rec = EmotionRecognizer({model!r}, {backend!r}, threads=1)
+frame = make_frame(3, face_photo())
+rss = []
+for i in range(1000):
+    f = frame.copy(); f[0, i % 640] = i % 255
+    draw_faces(f, rec.predict(f, detect_downscale=0.5), color_order="bgr")
+    if (i + 1) % 100 == 0:
+        with open("/proc/self/statm") as s:
+            rss.append(int(s.read().split()[1]) * 4096 / 2**20)
+print(json.dumps({{"rss_mb": rss, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def memory_row(model_dir: Path, backend: str) -> dict:
+    code = MEMORY_SCRIPT.format(root=str(ROOT), model=str(model_dir), backend=backend)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    rss = data["rss_mb"]
+    return {"backend": backend, "peak_rss_mb": data["peak_mb"], "rss_after_100": rss[0], "rss_after_1000": rss[-1],
+            "growth_mb": rss[-1] - rss[0]}
+
+
+def paper_model_dir(tmp: Path) -> Path:
+    """The paper architecture with random weights, exported like the shipped model, for scale."""
+    from fer.export import export_onnx, export_tflite
+    from fer.models import build_model
+
+    model = build_model("paper")
+    model.save(tmp / "model.keras")
+    export_tflite(model, tmp / BACKEND_FILES["tflite"])
+    export_onnx(model, tmp / BACKEND_FILES["onnx"])
+    return tmp
+
+
+def render(report: dict) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {report['machine']}. Command: `python benchmarks/run.py`. All rows from one run; "
+        "times are medians (p95 in brackets), inference on one thread.",
+        "",
+        "## Per-face classification",
+        "",
+        "| model | format | ms/face, batch 1 | ms/face in a batch of 64 | faces/s, batch 64 |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report["classification"]:
+        lines.append(f"| {r['model']} | {r['format']} | {r['ms_per_face_batch1']:.3f} ({r['p95_batch1']:.3f}) | "
+                     f"{r['ms_per_face_batch64']:.3f} | {r['faces_per_s_batch64']:.0f} |")
+    lines += ["", f"## End-to-end frame pipeline (640x480; detect, crop, classify, draw; backend {report['backend']})", "",
+              "| faces in frame | faces found | detection | ms/frame | FPS |", "|---|---|---|---|---|"]
+    for r in report["pipeline"]:
+        lines.append(f"| {r['faces']} | {r['found']} | {r['detection']} resolution | {r['ms_per_frame']:.2f} "
+                     f"({r['p95']:.2f}) | {r['fps']:.0f} |")
+    m = report["memory"]
+    lines += ["", "## Memory (1,000 frames with 3 faces, half-resolution detection)", "",
+              f"Peak RSS {m['peak_rss_mb']:.0f} MB; RSS after 100 frames {m['rss_after_100']:.1f} MB, after 1,000 "
+              f"{m['rss_after_1000']:.1f} MB (growth {m['growth_mb']:+.1f} MB).", "",
+              "## Model size and accuracy per format (accuracy from metrics.json, written by `fer.evaluate`)", "",
+              f"Parameters: {report['parameters']:,}", "",
+              "| format | file | size (MB) | PrivateTest accuracy |", "|---|---|---|---|"]
+    for name, f in report["formats"].items():
+        acc = f"{100 * f['test_accuracy']:.2f} %" if "test_accuracy" in f else "n/a"
+        lines.append(f"| {name} | {f['file']} | {f['size_bytes'] / 1e6:.2f} | {acc} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
+    args = parser.parse_args(argv)
+    metrics = json.loads((args.model / "metrics.json").read_text())
+    fastest = next(b for b in ("onnx", "tflite", "keras") if b in available_backends(args.model))
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = {"shipped": args.model, "paper (random weights)": paper_model_dir(Path(tmp))}
+        report = {
+            "machine": f"{os.cpu_count()} cores, {hardware_description()}, Python {platform.python_version()}",
+            "classification": classification_rows(dirs, args.repeats),
+        }
+    report["backend"] = fastest
+    report["pipeline"] = pipeline_rows(args.model, fastest, max(50, args.repeats // 3))
+    report["memory"] = memory_row(args.model, fastest)
+    report["parameters"] = metrics["model"]["parameters"]
+    report["formats"] = metrics.get("formats", {})
+    text = render(report)
+    args.out.write_text(text)
+    print(text)
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""Export a trained model for edge devices: `python -m fer.export MODEL_DIR [--data PATH]`.
+
+Writes, next to `model.keras`: a float32 TFLite model, a full-integer INT8 TFLite model
+(uint8 in/out, calibrated on training images) and an ONNX model. Then re-runs the evaluation
+so that `metrics.json` lists each file's size and PrivateTest accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from fer.backends import BACKEND_FILES, ModelLoadError  # noqa: E402
+from fer.config import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, IMAGE_SIZE  # noqa: E402
+from fer.data import load_dataset  # noqa: E402
+
+CALIBRATION_IMAGES = 500
+
+
+def _load(model_dir: Path):
+    import keras
+
+    import fer.models  # noqa: F401  (registers the custom layers)
+
+    path = model_dir / BACKEND_FILES["keras"]
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    return keras.saving.load_model(path, compile=False)
+
+
+def _concrete_function(model):
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32, name="pixels")
+    fn = tf.function(lambda pixels: model(pixels, training=False), input_signature=[spec])
+    return fn, fn.get_concrete_function()
+
+
+def export_tflite(model, out: Path, calibration: np.ndarray | None = None) -> Path:
+    """Float TFLite, or full-integer INT8 (uint8 input/output) when calibration images are given."""
+    import keras
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # Our own endpoint with training=False: model.export() traced BatchNorm in training mode here.
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serve", lambda pixels: model(pixels, training=False),
+            input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32, name="pixels")],
+        )
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        return _convert(converter, out, calibration)
+
+
+def _convert(converter, out: Path, calibration: np.ndarray | None) -> Path:
+    import tensorflow as tf
+
+    if calibration is not None:
+        def representative():
+            for image in calibration:
+                yield [image[None, :, :, None].astype(np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    out.write_bytes(converter.convert())
+    return out
+
+
+def export_onnx(model, out: Path) -> Path:
+    """ONNX (opset 17) through tf2onnx, with a dynamic batch dimension."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32, name="pixels"),)
+    fn, _concrete = _concrete_function(model)
+    with tempfile.TemporaryDirectory():
+        tf2onnx.convert.from_function(fn, input_signature=spec, opset=17, output_path=str(out))
+    return out
+
+
+def export_all(model_dir: Path, train_images: np.ndarray, seed: int = 0) -> dict[str, Path]:
+    """Write every format into `model_dir`; calibration uses a seeded sample of training images."""
+    model = _load(model_dir)
+    pick = np.random.default_rng(seed).permutation(len(train_images))[:CALIBRATION_IMAGES]
+    return {
+        "tflite": export_tflite(model, model_dir / BACKEND_FILES["tflite"]),
+        "tflite-int8": export_tflite(model, model_dir / BACKEND_FILES["tflite-int8"], train_images[pick]),
+        "onnx": export_onnx(model, model_dir / BACKEND_FILES["onnx"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fer.export", description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path, nargs="?", default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FER2013 (calibration and evaluation)")
+    parser.add_argument("--no-evaluate", action="store_true", help="skip re-computing metrics.json")
+    args = parser.parse_args(argv)
+    try:
+        data = load_dataset(args.data)
+        files = export_all(args.model_dir, data.train.images)
+    except (OSError, ValueError, ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, path in files.items():
+        print(f"{name:<12} {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    if not args.no_evaluate:
+        from fer.evaluate import main as evaluate_main
+
+        return evaluate_main([str(args.model_dir), "--data", str(args.data)])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

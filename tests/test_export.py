@@ -1,0 +1,78 @@
+"""Exports (float TFLite, INT8 TFLite, ONNX) and the inference backends that run them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fer import EmotionRecognizer
+from fer.backends import BACKEND_FILES, load_backend
+from fer.evaluate import classification_report, predict_split
+from fer.export import export_all
+from fer.models import build_model
+from tests.conftest import synthetic_face
+
+EXPORTED = ("tflite", "tflite-int8", "onnx")
+
+
+@pytest.fixture(scope="module")
+def exported_dir(tmp_path_factory):
+    """A freshly built (untrained) efficient model, exported to every format."""
+    folder = tmp_path_factory.mktemp("exported")
+    build_model("vgg").save(folder / "model.keras")
+    calibration = np.stack([synthetic_face(i % 7, i) for i in range(64)])
+    files = export_all(folder, calibration)
+    assert set(files) == set(EXPORTED)
+    return folder
+
+
+def test_export_writes_every_format(exported_dir):
+    sizes = {name: (exported_dir / BACKEND_FILES[name]).stat().st_size for name in BACKEND_FILES}
+    assert all(size > 10_000 for size in sizes.values())
+    assert sizes["tflite-int8"] < sizes["tflite"] / 3  # weights really are 8-bit
+
+
+def test_backends_agree_with_keras(exported_dir):
+    faces = np.stack([synthetic_face(i % 7, 1000 + i) for i in range(20)])[..., None].astype(np.float32)
+    reference = load_backend(exported_dir, "keras").predict(faces)
+    for name in EXPORTED:
+        probs = load_backend(exported_dir, name).predict(faces)
+        assert probs.shape == reference.shape
+        tolerance = 0.05 if name == "tflite-int8" else 1e-4
+        np.testing.assert_allclose(probs, reference, atol=tolerance, err_msg=name)
+    # batch size changes on the same interpreter work
+    tflite = load_backend(exported_dir, "tflite")
+    np.testing.assert_allclose(tflite.predict(faces[:1]), reference[:1], atol=1e-4)
+    np.testing.assert_allclose(tflite.predict(faces[:7]), reference[:7], atol=1e-4)
+
+
+def test_auto_backend_prefers_onnx(exported_dir):
+    assert load_backend(exported_dir).name == "onnx"
+
+
+def test_recognizer_backends_give_the_same_answer_on_a_real_face(shipped_model_dir, astronaut_rgb):
+    available = [b for b in ("keras", *EXPORTED) if (shipped_model_dir / BACKEND_FILES[b]).exists()]
+    assert available == ["keras", *EXPORTED], "the shipped model's exports are missing; run python -m fer.export"
+    results = {b: EmotionRecognizer(shipped_model_dir, b).predict(astronaut_rgb, color_order="rgb") for b in available}
+    reference = results["keras"][0]
+    for name, faces in results.items():
+        assert len(faces) == 1 and faces[0].box == reference.box
+        assert faces[0].label == reference.label, name
+        tolerance = 0.05 if name == "tflite-int8" else 1e-4
+        assert faces[0].probabilities == pytest.approx(reference.probabilities, abs=tolerance), name
+
+
+@pytest.mark.fer2013
+def test_int8_loses_at_most_one_point_and_metrics_list_every_format(shipped_model_dir, fer2013):
+    accuracy = {}
+    for name in ("keras", "tflite-int8"):
+        backend = load_backend(shipped_model_dir, name)
+        accuracy[name] = classification_report(fer2013.test.labels, predict_split(backend, fer2013.test).argmax(1))["accuracy"]
+    assert accuracy["keras"] - accuracy["tflite-int8"] <= 0.010
+    formats = json.loads((shipped_model_dir / "metrics.json").read_text())["formats"]
+    assert set(formats) == {"keras", *EXPORTED}
+    assert formats["tflite-int8"]["test_accuracy"] == pytest.approx(accuracy["tflite-int8"], abs=0.001)
+    for name, entry in formats.items():
+        assert entry["size_bytes"] == (shipped_model_dir / BACKEND_FILES[name]).stat().st_size
