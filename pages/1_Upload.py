@@ -64,7 +64,9 @@ for index, (name, upload) in enumerate(images):
     display, shown_faces = fit_for_display(rgb, faces)
     annotated = draw_faces(display, shown_faces, color_order="rgb")
     st.image(annotated, caption=f"{name}: {len(faces)} face(s)", use_container_width=True)
-    st.markdown(f'<span data-testid="face-count">faces found: {len(faces)}</span>', unsafe_allow_html=True)
+    summary = "; ".join(f"face {i + 1}: {f.label} {f.confidence:.0%}" for i, f in enumerate(faces))
+    st.markdown(f'<span data-testid="face-count">faces found: {len(faces)}</span>' + (f" ({summary})" if summary else ""),
+                unsafe_allow_html=True)
     if not faces:
         continue
     rows = faces_records(faces, name)
