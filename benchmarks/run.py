@@ -28,7 +28,6 @@ from fer import EmotionRecognizer  # noqa: E402
 from fer.backends import BACKEND_FILES, available_backends, load_backend  # noqa: E402
 from fer.config import DEFAULT_MODEL_DIR  # noqa: E402
 from fer.drawing import draw_faces  # noqa: E402
-from fer.train import hardware_description  # noqa: E402
 
 FORMATS = ("keras", "tflite", "tflite-int8", "onnx")
 
@@ -181,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
     args = parser.parse_args(argv)
+    from fer.train import hardware_description  # imports TensorFlow: keep it out of the memory subprocess
+
     metrics = json.loads((args.model / "metrics.json").read_text())
     fastest = next(b for b in ("onnx", "tflite", "keras") if b in available_backends(args.model))
     with tempfile.TemporaryDirectory() as tmp:

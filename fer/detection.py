@@ -22,7 +22,7 @@ class DetectorSettings:
     min_neighbors: int = 5
     min_size: int = 40
     max_side: int = 640
-    equalize: bool = True
+    equalize: bool = False  # histogram equalisation lost faces on plain backgrounds in our tests
 
     def __post_init__(self) -> None:
         if not self.scale_factor > 1.0:
