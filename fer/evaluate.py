@@ -116,6 +116,9 @@ def model_summary(model_dir: Path, model) -> dict:
         "size_bytes": path.stat().st_size,
         "input_shape": list(model.input_shape[1:]),
         "classes": list(CLASS_NAMES),
+        "inference_blur_sigma": next(
+            (float(layer.sigma) for layer in model.layers if layer.__class__.__name__ == "InferenceBlur"), None
+        ),
     }
 
 
