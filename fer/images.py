@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 #: Larger images are refused before decoding (a 10000x10000 photo is 100 M pixels).
 MAX_PIXELS = 120_000_000
 COLOR_ORDERS = ("bgr", "rgb")
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL's own bomb check then fires at our limit
 
 
 class InvalidImageError(ValueError):
@@ -60,7 +61,9 @@ def read_image(source: str | os.PathLike | bytes | io.BufferedIOBase) -> np.ndar
                 return pil_to_rgb(img)
     except InvalidImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImageError(f"{name}: image is over the {MAX_PIXELS // 1_000_000} M pixel limit") from exc
+    except UnidentifiedImageError as exc:
         raise InvalidImageError(f"{name}: not a supported image ({exc.__class__.__name__})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(f"{name}: corrupt or truncated image ({exc})") from exc

@@ -1,0 +1,68 @@
+"""Decoding user files: EXIF orientation, alpha, 16-bit, formats, limits and broken files."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer.images import MAX_PIXELS, InvalidImageError, as_gray, read_image
+
+
+def _encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_exif_orientation_is_applied():
+    wide = Image.new("RGB", (60, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    decoded = read_image(_encode(wide, "JPEG", exif=exif))
+    assert decoded.shape == (60, 20, 3)
+
+
+def test_alpha_is_composited_on_white():
+    rgba = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
+    decoded = read_image(_encode(rgba, "PNG"))
+    assert decoded.shape == (16, 16, 3) and decoded.min() == 255
+
+
+def test_sixteen_bit_grayscale_is_scaled_to_eight_bits():
+    ramp = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    decoded = read_image(_encode(Image.fromarray(ramp), "PNG"))
+    assert decoded.dtype == np.uint8 and decoded.shape == (64, 64, 3)
+    assert decoded[..., 0].max() == round(ramp.max() / 257)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP"])
+def test_common_formats_decode(fmt):
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    assert read_image(_encode(img, fmt)).shape == (32, 48, 3)
+
+
+def test_oversized_images_are_refused_before_decoding():
+    side = int(MAX_PIXELS ** 0.5) + 100
+    header_only = _encode(Image.new("1", (side, side)), "PNG")  # tiny file, huge canvas
+    with pytest.raises(InvalidImageError, match="pixel limit"):
+        read_image(header_only)
+
+
+def test_truncated_and_garbage_files_are_clear_errors():
+    data = _encode(Image.new("RGB", (64, 64), (10, 20, 30)), "PNG")
+    with pytest.raises(InvalidImageError, match="corrupt or truncated"):
+        read_image(data[: len(data) // 2])
+    with pytest.raises(InvalidImageError, match="not a supported image"):
+        read_image(b"GIF89a but not really")
+    with pytest.raises(InvalidImageError, match="empty"):
+        read_image(b"")
+
+
+def test_as_gray_uses_the_colour_order():
+    red = np.zeros((10, 10, 3), np.uint8)
+    red[..., 0] = 255
+    assert as_gray(red, "rgb")[0, 0] == 76  # 0.299 * 255
+    assert as_gray(red, "bgr")[0, 0] == 29  # read as blue: 0.114 * 255
