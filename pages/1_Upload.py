@@ -63,7 +63,7 @@ for index, (name, upload) in enumerate(images):
             faces = recognizer.predict(rgb, color_order="rgb", whole_image=True)
     display, shown_faces = fit_for_display(rgb, faces)
     annotated = draw_faces(display, shown_faces, color_order="rgb")
-    st.image(annotated, caption=f"{name}: {len(faces)} face(s)", use_container_width=True)
+    st.image(annotated, caption=f"{name}: {len(faces)} face(s)", width="stretch")
     summary = "; ".join(f"face {i + 1}: {f.label} {f.confidence:.0%}" for i, f in enumerate(faces))
     st.markdown(f'<span data-testid="face-count">faces found: {len(faces)}</span>' + (f" ({summary})" if summary else ""),
                 unsafe_allow_html=True)
@@ -75,9 +75,9 @@ for index, (name, upload) in enumerate(images):
     for i, face in enumerate(faces):
         cols[i % len(cols)].plotly_chart(
             probability_chart(face, f"Face {i + 1}: {face.label} {face.confidence:.0%}"),
-            use_container_width=True, key=f"chart-{index}-{i}",
+            width="stretch", key=f"chart-{index}-{i}",
         )
-    st.dataframe(rows, use_container_width=True, hide_index=True)
+    st.dataframe(rows, width="stretch", hide_index=True)
     d1, d2, d3 = st.columns(3)
     stem = name.rsplit(".", 1)[0]
     d1.download_button("Annotated image (PNG)", png_bytes(annotated), f"{stem}_annotated.png", "image/png",

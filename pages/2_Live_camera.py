@@ -75,7 +75,7 @@ def render(rows: list[dict]) -> None:
                                      name=name, mode="lines", line=dict(color=emotion_hex(name))))
         fig.update_layout(title="Main face, last 300 frames", yaxis=dict(range=[0, 1], tickformat=".0%"),
                           xaxis_title="seconds", height=300, margin=dict(l=10, r=10, t=40, b=10))
-        timeline.plotly_chart(fig, use_container_width=True)
+        timeline.plotly_chart(fig, width="stretch")
 
 
 rows: list[dict] = st.session_state.live_rows

@@ -43,7 +43,7 @@ if history.get("epoch"):
         fig.add_trace(go.Scatter(x=history["epoch"], y=history.get(f"val_{metric}", []), name="validation (PublicTest)",
                                  mode="lines+markers"))
         fig.update_layout(title=title, xaxis_title="epoch", height=350, margin=dict(l=10, r=10, t=40, b=10))
-        col.plotly_chart(fig, use_container_width=True)
+        col.plotly_chart(fig, width="stretch")
 else:
     st.info("This model folder has no history.json.")
 
@@ -58,13 +58,13 @@ if test:
                                texttemplate="%{text}", colorscale="Blues", showscale=False))
     fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis=dict(autorange="reversed"),
                       height=520, margin=dict(l=10, r=10, t=10, b=10))
-    st.plotly_chart(fig, use_container_width=True)
+    st.plotly_chart(fig, width="stretch")
 
     st.header("Per-class scores (PrivateTest)")
     st.dataframe(
         [{"class": name, **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}}
          for name, row in test["per_class"].items()],
-        use_container_width=True, hide_index=True,
+        width="stretch", hide_index=True,
     )
 
 splits = art.metrics.get("dataset", {}).get("splits", {})
@@ -75,7 +75,7 @@ if splits:
         per_class = splits.get(split_name, {}).get("per_class", {})
         fig.add_trace(go.Bar(x=list(per_class), y=list(per_class.values()), name=label))
     fig.update_layout(barmode="group", height=350, margin=dict(l=10, r=10, t=10, b=10))
-    st.plotly_chart(fig, use_container_width=True)
+    st.plotly_chart(fig, width="stretch")
     st.caption("Colours of the app's boxes: " + ", ".join(
         f'<span style="color:{emotion_hex(n)}">■ {n}</span>' for n in CLASS_NAMES), unsafe_allow_html=True)
 
@@ -86,7 +86,7 @@ if formats:
         [{"format": name, "file": f["file"], "size (MB)": round(f.get("size_bytes", 0) / 1e6, 2),
           "PrivateTest accuracy": round(f["test_accuracy"], 4) if "test_accuracy" in f else f.get("error")}
          for name, f in formats.items()],
-        use_container_width=True, hide_index=True,
+        width="stretch", hide_index=True,
     )
 
 st.header("Model card")
