@@ -123,10 +123,19 @@ def page(browser, tmp_path):
     context.close()
 
 
+def _settle(page) -> None:
+    """Wait until Streamlit has finished running the script, so screenshots show the final page."""
+    page.wait_for_timeout(500)
+    page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=90_000)
+    page.wait_for_timeout(1500)  # plotly draws after the script ends
+
+
 def test_home_page(page, app_url):
     page.goto(app_url)
     page.get_by_text("Facial expression recognition").first.wait_for(timeout=90_000)
     page.get_by_text("PrivateTest accuracy").first.wait_for(timeout=90_000)
+    page.get_by_text("Upload photos").first.wait_for(timeout=90_000)
+    _settle(page)
     page.screenshot(path=SCREENSHOT_DIR / "home.png", full_page=True)
 
 
@@ -136,6 +145,7 @@ def test_upload_page_shows_a_face_result(page, app_url, face_files):
     page.get_by_role("heading", name="astronaut_upload.png").wait_for(timeout=90_000)
     page.get_by_text("faces found: 1").first.wait_for(timeout=90_000)
     assert page.get_by_text(re.compile(r"face 1: (angry|disgust|fear|happy|neutral|sad|surprise) \d+%")).count() >= 1
+    _settle(page)
     page.screenshot(path=SCREENSHOT_DIR / "upload.png", full_page=True)
 
 
@@ -162,5 +172,6 @@ def test_report_page(page, app_url):
     page.goto(f"{app_url}/Model_report")
     page.get_by_role("heading", name="Confusion matrix (PrivateTest)").wait_for(timeout=90_000)
     page.get_by_role("heading", name="Model card", exact=True).wait_for(timeout=90_000)
-    page.wait_for_timeout(2000)  # let plotly finish drawing before the screenshot
+    page.get_by_text("Disgust has only").first.wait_for(timeout=90_000)
+    _settle(page)
     page.screenshot(path=SCREENSHOT_DIR / "report.png", full_page=True)
