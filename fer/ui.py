@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas  # noqa: F401  imported eagerly: plotly's lazy import of it raced between sessions' threads
 import plotly.graph_objects as go
 import streamlit as st
 

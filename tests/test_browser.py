@@ -128,6 +128,8 @@ def _settle(page) -> None:
     page.wait_for_timeout(500)
     page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=90_000)
     page.wait_for_timeout(1500)  # plotly draws after the script ends
+    errors = page.locator("[data-testid='stException']")
+    assert errors.count() == 0, errors.first.inner_text()
 
 
 def test_home_page(page, app_url):
