@@ -29,6 +29,6 @@ except (FileNotFoundError, ValueError, RuntimeError) as exc:
 
 st.subheader("Try it")
 col1, col2, col3 = st.columns(3)
-col1.page_link("pages/1_Upload.py", label="Upload photos", icon="🖼️")
-col2.page_link("pages/2_Live_camera.py", label="Live camera", icon="🎥")
-col3.page_link("pages/3_Model_report.py", label="Model report", icon="📊")
+col1.page_link("pages/1_Upload.py", label="Upload photos", icon=":material/upload:")
+col2.page_link("pages/2_Live_camera.py", label="Live camera", icon=":material/videocam:")
+col3.page_link("pages/3_Model_report.py", label="Model report", icon=":material/monitoring:")
