@@ -73,6 +73,73 @@ class HaarFaceDetector:
         # Largest face first: the "main" face of a photo or a video call.
         return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
+    def detect_near(self, gray: np.ndarray, box: Box, search: float = 0.5) -> Box | None:
+        """Find again a face last seen at `box`, looking only around it; None if it is gone.
+
+        The cascade scans a window `search` times the face size larger on each side, shrunk so
+        the face is ~36 px (the cascade's window is 24), at face sizes 0.7-1.4x the last one. That is a few hundred windows
+        instead of a frame's tens of thousands, so video can re-detect every face on every
+        frame for well under a millisecond and run the full scan only now and then.
+        """
+        x, y, w, h = box
+        height, width = gray.shape[:2]
+        x0, y0 = max(0, int(x - search * w)), max(0, int(y - search * h))
+        x1, y1 = min(width, int(x + w + search * w)), min(height, int(y + h + search * h))
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return None
+        scale = min(1.0, 36.0 / max(1, min(w, h)))
+        roi = gray[y0:y1, x0:x1]
+        if scale < 1.0:
+            roi = cv2.resize(roi, (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
+                             interpolation=cv2.INTER_AREA)
+        if self.settings.equalize:
+            roi = cv2.equalizeHist(roi)
+        side = min(w, h) * scale
+        lo, hi = max(8, int(0.7 * side)), max(9, int(1.4 * side) + 1)
+        found = self._cascade.detectMultiScale(
+            roi, scaleFactor=self.settings.scale_factor, minNeighbors=self.settings.min_neighbors,
+            minSize=(lo, lo), maxSize=(hi, hi),
+        )
+        if not len(found):
+            return None
+        # The candidate closest to where the face was.
+        cx, cy = (x + w / 2 - x0) * scale, (y + h / 2 - y0) * scale
+        fx, fy, fw, fh = min(found, key=lambda f: (f[0] + f[2] / 2 - cx) ** 2 + (f[1] + f[3] / 2 - cy) ** 2)
+        return (round(x0 + fx / scale), round(y0 + fy / scale), round(fw / scale), round(fh / scale))
+
+
+class FaceFollower:
+    """Boxes for a video stream: a full scan every `full_every` frames, re-detection near the
+    known faces in between.
+
+    Each box on every frame is a real cascade detection, so boxes stay right as faces move;
+    only faces that newly enter the frame wait up to `full_every` frames to be found. A frame
+    with no known face, or on which every known face was lost, always gets a full scan.
+    """
+
+    def __init__(self, detector: HaarFaceDetector, full_every: int = 5, downscale: float | None = 0.5):
+        if full_every < 1:
+            raise ValueError(f"full_every must be >= 1, got {full_every}")
+        self.detector = detector
+        self.full_every = full_every
+        self.downscale = downscale
+        self.boxes: list[Box] = []
+        self._since_full = 0
+
+    def reset(self) -> None:
+        self.boxes, self._since_full = [], 0
+
+    def update(self, gray: np.ndarray) -> list[Box]:
+        """This frame's face boxes, largest first."""
+        self._since_full += 1
+        if self.boxes and self._since_full < self.full_every:
+            found = [self.detector.detect_near(gray, box) for box in self.boxes]
+            self.boxes = sorted((b for b in found if b is not None), key=lambda b: b[2] * b[3], reverse=True)
+        if not self.boxes or self._since_full >= self.full_every:  # due, or every known face was lost
+            self.boxes = self.detector.detect(gray, self.downscale)
+            self._since_full = 0
+        return list(self.boxes)
+
 
 def crop_face(gray: np.ndarray, box: Box, size: int, margin: float) -> np.ndarray:
     """Square crop around `box`, enlarged by `margin` on each side, edge-padded, resized to size x size."""

@@ -104,6 +104,7 @@ class EmotionRecognizer:
         color_order: str = "bgr",
         whole_image: bool = False,
         detect_downscale: float | None = None,
+        boxes: Sequence[Box] | None = None,
     ) -> list[Face]:
         """All faces in `image`, largest first.
 
@@ -111,12 +112,14 @@ class EmotionRecognizer:
         path / encoded bytes. `whole_image=True` skips detection and treats the image as one
         face (for pre-cropped photos such as FER2013's). `detect_downscale` (e.g. 0.5) runs
         detection at that fraction of the resolution instead of the `detect_max_side` rule.
+        `boxes` skips detection and classifies these (x, y, w, h) boxes (video: `FaceFollower`).
         """
         gray = self.to_gray(image, color_order)
         if whole_image:
             height, width = gray.shape
             return [self._faces(_pad_square_resize(gray)[None], [(0, 0, width, height)], whole_image=True)[0]]
-        boxes = self.detector.detect(gray, detect_downscale)
+        if boxes is None:
+            boxes = self.detector.detect(gray, detect_downscale)
         if not boxes:
             return []
         crops = np.stack([crop_face(gray, box, IMAGE_SIZE, self.margin) for box in boxes])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fer.detection import FaceFollower
 from fer.drawing import draw_faces
 from fer.recognition import EmotionRecognizer, Face
 from fer.smoothing import FaceSmoother
@@ -48,7 +49,9 @@ class LiveProcessor:
     """Stateful frame processor: one per video session.
 
     Settings (`smoothing`, `detect_downscale`) may be changed from another thread between
-    frames; they are read once per frame.
+    frames; they are read once per frame. Faces are found with a full scan every
+    `full_scan_every` frames and re-detected near their last box in between (`FaceFollower`),
+    which is what makes the pipeline real-time: the full scan is most of a frame's cost.
     """
 
     def __init__(
@@ -57,14 +60,17 @@ class LiveProcessor:
         *,
         smoothing: bool = True,
         detect_downscale: float = 0.5,
+        full_scan_every: int = 5,
         max_queue: int = 1000,
     ):
         self.recognizer = recognizer
         self.smoothing = smoothing
         self.detect_downscale = detect_downscale
+        self.follower = FaceFollower(recognizer.detector, full_scan_every, detect_downscale)
         self.smoother = FaceSmoother()
         self.results: queue.Queue[FrameResult] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()
+        self._pipeline_lock = threading.Lock()
         self._frame_times: deque[float] = deque(maxlen=30)
         self._latencies: deque[float] = deque(maxlen=30)
         self._frames = 0
@@ -77,8 +83,11 @@ class LiveProcessor:
         error = None
         faces: list[Face] = []
         try:
-            faces = self.recognizer.predict(frame_bgr, color_order="bgr", detect_downscale=self.detect_downscale)
-            faces = self.smoother.update(faces) if self.smoothing else faces
+            gray = self.recognizer.to_gray(frame_bgr, "bgr")
+            with self._pipeline_lock:  # follower and smoother carry state from frame to frame
+                self.follower.downscale = self.detect_downscale
+                faces = self.recognizer.predict(gray, boxes=self.follower.update(gray))
+                faces = self.smoother.update(faces) if self.smoothing else faces
             annotated = draw_faces(frame_bgr, faces, color_order="bgr")
         except Exception as exc:  # one bad frame must not end the stream
             log.exception("frame processing failed")

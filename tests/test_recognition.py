@@ -76,6 +76,15 @@ def test_predict_faces_batches_crops_and_matches_detection(recognizer, astronaut
     assert recognizer.predict_faces([]) == []
 
 
+def test_given_boxes_skip_detection(recognizer, astronaut_rgb):
+    detected = recognizer.predict(astronaut_rgb, color_order="rgb")[0]
+    other = (10, 10, 120, 120)
+    faces = recognizer.predict(astronaut_rgb, color_order="rgb", boxes=[detected.box, other])
+    assert [f.box for f in faces] == [detected.box, other]
+    assert faces[0].probabilities == pytest.approx(detected.probabilities, abs=1e-5)
+    assert recognizer.predict(astronaut_rgb, color_order="rgb", boxes=[]) == []
+
+
 def test_whole_image_mode_classifies_a_precropped_face(recognizer, astronaut_rgb):
     detected = recognizer.predict(astronaut_rgb, color_order="rgb")[0]
     x, y, w, h = detected.box

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fer.config import CLASS_NAMES
+from fer.detection import FaceFollower, HaarFaceDetector
 from fer.recognition import EmotionRecognizer, Face
 from fer.smoothing import FaceSmoother, iou
 from fer.video import LiveProcessor
@@ -88,3 +89,55 @@ def test_processor_queue_is_bounded_and_thread_safe(shipped_model_dir):
         t.join()
     assert processor.stats()["frames"] == 15
     assert len(processor.drain()) == 5
+
+
+def _moving_face_frames(astronaut_rgb, count: int) -> list[np.ndarray]:
+    """640x480 BGR frames of the astronaut's head sliding left-right and up-down."""
+    frame = np.full((480, 640, 3), 60, np.uint8)
+    head = cv2.resize(astronaut_rgb[30:230, 130:320, ::-1], (209, 220))
+    frame[130:350, 220:429] = head
+    return [
+        cv2.warpAffine(frame, np.float32([[1, 0, 80 * np.sin(i / 6)], [0, 1, 30 * np.sin(i / 9)]]), (640, 480),
+                       borderMode=cv2.BORDER_REPLICATE)
+        for i in range(count)
+    ]
+
+
+class _CountingDetector(HaarFaceDetector):
+    def __init__(self):
+        super().__init__()
+        self.full_scans = 0
+
+    def detect(self, gray, downscale=None):
+        self.full_scans += 1
+        return super().detect(gray, downscale)
+
+
+def test_follower_keeps_boxes_on_a_moving_face_with_few_full_scans(astronaut_rgb):
+    frames = _moving_face_frames(astronaut_rgb, 40)
+    detector = _CountingDetector()
+    follower = FaceFollower(detector, full_every=5, downscale=0.5)
+    reference = HaarFaceDetector()
+    overlaps = []
+    for frame in frames:
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        boxes = follower.update(gray)
+        truth = reference.detect(gray, 0.5)
+        assert len(truth) == 1, "the reference scan must see the one face"
+        assert len(boxes) == 1
+        overlaps.append(iou(boxes[0], truth[0]))
+    # The face moves up to ~13 px a frame; every followed box still matches a full scan's box.
+    assert min(overlaps) >= 0.6 and np.mean(overlaps) >= 0.8, overlaps
+    assert detector.full_scans <= len(frames) // 5 + 3
+
+
+def test_follower_rescans_at_once_when_the_face_is_lost(astronaut_rgb):
+    face, empty = _moving_face_frames(astronaut_rgb, 1)[0], np.full((480, 640, 3), 60, np.uint8)
+    detector = _CountingDetector()
+    follower = FaceFollower(detector, full_every=100)
+    gray = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
+    assert len(follower.update(gray)) == 1 and detector.full_scans == 1
+    assert len(follower.update(gray)) == 1 and detector.full_scans == 1  # found near its last box
+    assert follower.update(cv2.cvtColor(empty, cv2.COLOR_BGR2GRAY)) == [] and detector.full_scans == 2
+    with pytest.raises(ValueError):
+        FaceFollower(detector, full_every=0)
