@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer.models import ARCHITECTURES, build_model
+from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model
 
 
 def test_paper_net_matches_the_specification():
@@ -35,8 +35,18 @@ def test_every_architecture_returns_probabilities(name):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_efficient_default_is_much_smaller_than_the_paper_net():
-    assert build_model("vgg").count_params() < build_model("paper").count_params() / 3
+def test_efficient_models_are_much_smaller_than_the_paper_net():
+    paper = build_model("paper").count_params()
+    assert build_model("vgg").count_params() < paper / 3
+    assert build_model().count_params() < paper / 6
+
+
+def test_real_time_default_convolves_a_half_resolution_crop():
+    model = build_model()
+    assert DEFAULT_ARCHITECTURE == "vgg-lite" and model.name == "vgg_lite"
+    convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    assert tuple(convs[0].input.shape[1:3]) == (20, 20)  # 40x40 centre crop, 2x average-pooled
+    assert [c.filters for c in convs] == [48, 48, 96, 96, 192, 192]
 
 
 def test_unknown_architecture_lists_the_choices():
