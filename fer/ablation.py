@@ -1,0 +1,102 @@
+"""Ablation table from recorded runs: `python -m fer.ablation RUN_DIR [RUN_DIR ...] --out FILE`.
+
+Each run is a trained model folder (its train_config.json, training.json and metrics.json,
+all written by training and evaluation). Runs are listed in the order given; each row's
+"change" is computed from the difference between its training config (and architecture) and
+the previous row's, so the table cannot claim a change that was not made. Selection figures
+are PublicTest's; PrivateTest is shown for the record, never used to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fer.report import ModelArtifacts
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(previous: dict, current: dict) -> list[str]:
+    """`key: old -> new` for every training setting that differs between two runs."""
+    before, after = _flatten(previous), _flatten(current)
+    return [
+        f"{key}: {before.get(key)} -> {after.get(key)}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
+
+
+def ablation_rows(runs: list[ModelArtifacts]) -> list[dict]:
+    rows = []
+    for i, run in enumerate(runs):
+        metrics, training = run.metrics, run.training
+        if "val" not in metrics:
+            raise ValueError(f"{run.path} has no evaluated metrics.json; run `python -m fer.evaluate {run.path}`")
+        changes = ["baseline"] if i == 0 else config_changes(runs[i - 1].config, run.config)
+        params = metrics.get("model", {}).get("parameters")
+        rows.append({
+            "run": run.name,
+            "change": "; ".join(changes) or "none (repeat)",
+            "parameters": params,
+            "val_accuracy": metrics["val"]["accuracy"],
+            "val_macro_f1": metrics["val"].get("macro_f1"),
+            "test_accuracy": metrics.get("test", {}).get("accuracy"),
+            "epochs": training.get("epochs_run"),
+            "hours": (training.get("total_epoch_seconds") or 0) / 3600,
+            "hardware": training.get("hardware", "unknown"),
+        })
+    return rows
+
+
+def render(rows: list[dict]) -> str:
+    def pct(value) -> str:
+        return f"{100 * value:.2f} %" if value is not None else "n/a"
+
+    lines = [
+        "# Ablation",
+        "",
+        "Written by `python -m fer.ablation` from the runs' own artifacts. Each row changes the listed "
+        "training settings against the row above. Selection is on PublicTest; PrivateTest is shown for the "
+        "record only.",
+        "",
+        "| run | change against the row above | parameters | PublicTest accuracy | PublicTest macro-F1 "
+        "| PrivateTest accuracy | epochs | training time (h) | hardware |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        params = f"{r['parameters']:,}" if r["parameters"] else "n/a"
+        lines.append(
+            f"| {r['run']} | {r['change']} | {params} | {pct(r['val_accuracy'])} | {pct(r['val_macro_f1'])} "
+            f"| {pct(r['test_accuracy'])} | {r['epochs']} | {r['hours']:.2f} | {r['hardware']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fer.ablation", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, nargs="+", help="model folders, baseline first")
+    parser.add_argument("--out", type=Path, help="Markdown file to write (default: print only)")
+    args = parser.parse_args(argv)
+    try:
+        text = render(ablation_rows([ModelArtifacts.load(path) for path in args.runs]))
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        args.out.write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

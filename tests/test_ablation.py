@@ -1,0 +1,43 @@
+"""The ablation table is computed from the runs' artifacts, changes included."""
+
+from __future__ import annotations
+
+import json
+
+from fer.ablation import config_changes, main
+
+
+def _run(folder, config: dict, val_acc: float, epochs: int):
+    folder.mkdir()
+    (folder / "train_config.json").write_text(json.dumps(config))
+    (folder / "training.json").write_text(json.dumps(
+        {"epochs_run": epochs, "total_epoch_seconds": 1800 * epochs, "hardware": "2 x test CPU"}))
+    (folder / "metrics.json").write_text(json.dumps({
+        "model": {"parameters": 1234},
+        "val": {"accuracy": val_acc, "macro_f1": val_acc - 0.1},
+        "test": {"accuracy": val_acc + 0.01},
+    }))
+    return folder
+
+
+def test_config_changes_lists_only_what_differs():
+    before = {"epochs": 16, "augment": {"flip": True, "zoom": 0.1}, "optimizer": "adam"}
+    after = {"epochs": 40, "augment": {"flip": True, "zoom": 0.2}, "optimizer": "adam", "new": 1}
+    assert config_changes(before, after) == ["augment.zoom: 0.1 -> 0.2", "epochs: 16 -> 40", "new: None -> 1"]
+
+
+def test_ablation_table_from_runs(tmp_path, capsys):
+    base = _run(tmp_path / "base", {"architecture": "vgg", "epochs": 16}, 0.5, 16)
+    longer = _run(tmp_path / "longer", {"architecture": "vgg", "epochs": 40}, 0.55, 40)
+    out = tmp_path / "ablation.md"
+    assert main([str(base), str(longer), "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith(("| base", "| longer"))]
+    assert rows[0].startswith("| base | baseline | 1,234 | 50.00 % | 40.00 % | 51.00 % | 16 | 8.00 |")
+    assert rows[1].startswith("| longer | epochs: 16 -> 40 | 1,234 | 55.00 % | 45.00 % | 56.00 % | 40 | 20.00 |")
+    assert out.read_text() in capsys.readouterr().out
+
+
+def test_unevaluated_run_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "raw").mkdir()
+    assert main([str(tmp_path / "raw")]) == 2
+    assert "no evaluated metrics.json" in capsys.readouterr().err
