@@ -120,15 +120,15 @@ def pipeline_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
         live = LiveProcessor(recognizer, smoothing=False, detect_downscale=0.5, full_scan_every=5)
         med, p95, mean = timed(lambda live=live, frames=itertools.cycle(clip): live.process(next(frames)), repeats,
                                with_mean=True)
-        overlaps, found = [], []
+        overlaps, kept = [], []
         processor = LiveProcessor(recognizer, smoothing=False, detect_downscale=0.5, full_scan_every=5)
         for f in clip:  # one pass again, now checking every frame's boxes against a full scan
             processor.process(f)
             truth = recognizer.detector.detect(recognizer.to_gray(f), 0.5)
             boxes = list(processor.follower.boxes)
-            found.append(len(boxes))
+            kept.append(len(boxes))
             overlaps += [max((iou(t, b) for b in boxes), default=0.0) for t in truth]
-        rows.append({"faces": faces, "found": int(np.median(found)),
+        rows.append({"faces": faces, "found": int(np.median(kept)),
                      "detection": "half resolution, full scan every 5th frame, re-detection near faces between",
                      "ms_per_frame": med, "p95": p95, "fps": 1000 / mean, "box_iou": float(np.mean(overlaps))})
     return rows

@@ -77,9 +77,10 @@ class HaarFaceDetector:
         """Find again a face last seen at `box`, looking only around it; None if it is gone.
 
         The cascade scans a window `search` times the face size larger on each side, shrunk so
-        the face is ~36 px (the cascade's window is 24), at face sizes 0.7-1.4x the last one. That is a few hundred windows
-        instead of a frame's tens of thousands, so video can re-detect every face on every
-        frame for well under a millisecond and run the full scan only now and then.
+        the face is ~36 px (the cascade's window is 24), at face sizes 0.7-1.4x the last one.
+        That is a few hundred windows instead of a frame's tens of thousands (1-2 ms a face here,
+        against ~20 ms for a half-resolution full scan), so video can re-detect every face on
+        every frame and run the full scan only now and then.
         """
         x, y, w, h = box
         height, width = gray.shape[:2]

@@ -124,8 +124,9 @@ def build_vgg_lite(num_classes: int = NUM_CLASSES, **kwargs) -> keras.Model:
 
     The training images carry no detail above a quarter cycle per pixel (sigma ~2.8 blur: the
     Gaussian's response there is ~1e-4), so halving the resolution loses nothing measurable. It
-    cuts the compute ~2.5x (~33 M multiply-adds): under 1 ms a face on one CPU thread, and three
-    times the training throughput, which buys more epochs in the same CPU budget.
+    cuts the compute ~2.5x (~33 M multiply-adds; about 1 ms a face on one CPU thread, see
+    benchmarks/results.md) and triples the training throughput, which buys more epochs in the
+    same CPU budget.
     """
     kwargs = {"widths": (48, 96, 192), "downsample": 2, "name": "vgg_lite", **kwargs}
     return build_vgg(num_classes, **kwargs)
