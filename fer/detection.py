@@ -56,22 +56,7 @@ class HaarFaceDetector:
         scale = downscale if downscale is not None else min(1.0, s.max_side / max(height, width))
         if not 0 < scale <= 1.0:
             raise ValueError(f"downscale must be in (0, 1], got {scale}")
-        small = gray
-        if scale < 1.0:
-            small = cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))),
-                               interpolation=cv2.INTER_AREA)
-        if s.equalize:
-            small = cv2.equalizeHist(small)
-        min_px = max(8, round(s.min_size * scale))
-        found = self._cascade.detectMultiScale(
-            small, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors, minSize=(min_px, min_px)
-        )
-        boxes = [
-            (round(x / scale), round(y / scale), round(w / scale), round(h / scale))
-            for (x, y, w, h) in (found if len(found) else [])
-        ]
-        # Largest face first: the "main" face of a photo or a video call.
-        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+        return largest_first(self._scan(gray, scale, max(8, round(s.min_size * scale))))
 
     def detect_near(self, gray: np.ndarray, box: Box, search: float = 0.5) -> Box | None:
         """Find again a face last seen at `box`, looking only around it; None if it is gone.
@@ -89,24 +74,39 @@ class HaarFaceDetector:
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
         scale = min(1.0, 36.0 / max(1, min(w, h)))
-        roi = gray[y0:y1, x0:x1]
-        if scale < 1.0:
-            roi = cv2.resize(roi, (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
-                             interpolation=cv2.INTER_AREA)
-        if self.settings.equalize:
-            roi = cv2.equalizeHist(roi)
         side = min(w, h) * scale
-        lo, hi = max(8, int(0.7 * side)), max(9, int(1.4 * side) + 1)
-        found = self._cascade.detectMultiScale(
-            roi, scaleFactor=self.settings.scale_factor, minNeighbors=self.settings.min_neighbors,
-            minSize=(lo, lo), maxSize=(hi, hi),
-        )
-        if not len(found):
+        found = self._scan(gray[y0:y1, x0:x1], scale, max(8, int(0.7 * side)), max(9, int(1.4 * side) + 1))
+        if not found:
             return None
         # The candidate closest to where the face was.
-        cx, cy = (x + w / 2 - x0) * scale, (y + h / 2 - y0) * scale
+        cx, cy = x + w / 2 - x0, y + h / 2 - y0
         fx, fy, fw, fh = min(found, key=lambda f: (f[0] + f[2] / 2 - cx) ** 2 + (f[1] + f[3] / 2 - cy) ** 2)
-        return (round(x0 + fx / scale), round(y0 + fy / scale), round(fw / scale), round(fh / scale))
+        return (x0 + fx, y0 + fy, fw, fh)
+
+    def _scan(self, gray: np.ndarray, scale: float, min_px: int, max_px: int = 0) -> list[Box]:
+        """The cascade over `gray` shrunk by `scale`, faces of min_px..max_px (0: no limit) pixels
+        in the shrunk image; boxes come back in `gray`'s coordinates."""
+        s = self.settings
+        small = gray
+        if scale < 1.0:
+            height, width = gray.shape[:2]
+            small = cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))),
+                               interpolation=cv2.INTER_AREA)
+        if s.equalize:
+            small = cv2.equalizeHist(small)
+        found = self._cascade.detectMultiScale(
+            small, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
+            minSize=(min_px, min_px), maxSize=(max_px, max_px),
+        )
+        return [
+            (round(x / scale), round(y / scale), round(w / scale), round(h / scale))
+            for (x, y, w, h) in (found if len(found) else [])
+        ]
+
+
+def largest_first(boxes) -> list[Box]:
+    """Largest face first: the "main" face of a photo or a video call."""
+    return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
 class FaceFollower:
@@ -135,7 +135,7 @@ class FaceFollower:
         self._since_full += 1
         if self.boxes and self._since_full < self.full_every:
             found = [self.detector.detect_near(gray, box) for box in self.boxes]
-            self.boxes = sorted((b for b in found if b is not None), key=lambda b: b[2] * b[3], reverse=True)
+            self.boxes = largest_first(b for b in found if b is not None)
         if not self.boxes or self._since_full >= self.full_every:  # due, or every known face was lost
             self.boxes = self.detector.detect(gray, self.downscale)
             self._since_full = 0
