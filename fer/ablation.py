@@ -4,7 +4,8 @@ Each run is a trained model folder (its train_config.json, training.json and met
 all written by training and evaluation). Runs are listed in the order given; each row's
 "change" is computed from the difference between its training config (and architecture) and
 the previous row's, so the table cannot claim a change that was not made. Selection figures
-are PublicTest's; PrivateTest is shown for the record, never used to choose.
+are PublicTest's; PrivateTest is shown for the record, never used to choose. The last run's
+test-time augmented figures (from its metrics.json) close the table, each against its single crop.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def ablation_rows(runs: list[ModelArtifacts]) -> list[dict]:
             "hours": (training.get("total_epoch_seconds") or 0) / 3600,
             "hardware": training.get("hardware", "unknown"),
         })
+    last = rows[-1] if rows else None
+    for mode, result in (runs[-1].metrics.get("tta", {}) if runs else {}).items():
+        rows.append({**last, "run": f"{last['run']} + TTA", "change": f"test-time augmentation: none -> {mode}",
+                     "val_accuracy": result["val_accuracy"], "val_macro_f1": result.get("val_macro_f1"),
+                     "test_accuracy": result["test_accuracy"]})
     return rows
 
 

@@ -18,6 +18,7 @@ from fer.backends import Backend, ModelLoadError, load_backend
 from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, IMAGE_SIZE
 from fer.detection import Box, DetectorSettings, HaarFaceDetector, crop_face
 from fer.images import InvalidImageError, as_gray, read_image
+from fer.tta import check_mode, predict_with_tta
 
 __all__ = ["EmotionRecognizer", "Face", "InvalidImageError", "ModelLoadError"]
 
@@ -60,6 +61,8 @@ class EmotionRecognizer:
         detect_max_side: detection runs on a copy whose longer side is at most this.
         margin: extra border around each detected face, as a fraction of its size.
         threads: inference threads (None: the runtime's default).
+        tta: test-time augmentation, "none", "flip" (default: mirror-averaged, ~2 points more
+            accurate for one extra inference per face) or "ten-crop" (~3 points, ten inferences).
     """
 
     def __init__(
@@ -73,11 +76,13 @@ class EmotionRecognizer:
         detect_max_side: int = 640,
         margin: float = 0.1,
         threads: int | None = None,
+        tta: str = "flip",
     ):
         if not 0.0 <= margin <= 1.0:
             raise ValueError(f"margin must be between 0 and 1, got {margin}")
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         self.margin = margin
+        self.tta = check_mode(tta)
         self.detector = HaarFaceDetector(
             DetectorSettings(scale_factor=scale_factor, min_neighbors=min_neighbors,
                              min_size=min_size, max_side=detect_max_side)
@@ -88,11 +93,13 @@ class EmotionRecognizer:
     def backend_name(self) -> str:
         return self.backend.name
 
-    def with_detector(self, **settings) -> EmotionRecognizer:
+    def with_settings(self, tta: str | None = None, **settings) -> EmotionRecognizer:
         """A recognizer sharing this one's loaded model but with other detection settings
-        (scale_factor, min_neighbors, min_size, max_side), so a settings change costs no model load."""
+        (scale_factor, min_neighbors, min_size, max_side) or test-time augmentation, so a
+        settings change costs no model load."""
         clone = copy.copy(self)
         clone.detector = HaarFaceDetector(replace(self.detector.settings, **settings))
+        clone.tta = check_mode(tta) if tta is not None else self.tta
         return clone
 
     # ------------------------------------------------------------ public API
@@ -136,10 +143,11 @@ class EmotionRecognizer:
         return self._faces(batch, [(0, 0, g.shape[1], g.shape[0]) for g in grays], whole_image=True)
 
     def classify(self, faces48: np.ndarray) -> np.ndarray:
-        """Probabilities (N, 7) for a uint8 batch (N, 48, 48) of face crops."""
+        """Probabilities (N, 7) for a uint8 batch (N, 48, 48) of face crops, averaged over the
+        recognizer's test-time augmentation views (one backend call for all of them)."""
         if faces48.ndim != 3 or faces48.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
             raise ValueError(f"expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}) crops, got {faces48.shape}")
-        return self.backend.predict(faces48[..., None].astype(np.float32))
+        return predict_with_tta(self.backend.predict, faces48, self.tta)
 
     @staticmethod
     def to_gray(image: np.ndarray | str | os.PathLike | bytes, color_order: str = "bgr") -> np.ndarray:

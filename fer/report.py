@@ -93,6 +93,13 @@ def render_model_card(art: ModelArtifacts) -> str:
         f"- PrivateTest accuracy: **{_pct(test.get('accuracy'))}** on {test.get('images', 'n/a')} images",
         f"- PrivateTest macro-F1: {_pct(test.get('macro_f1'))}",
         f"- PublicTest accuracy (selection set): {_pct(m.get('val', {}).get('accuracy'))}",
+    ]
+    for mode, result in m.get("tta", {}).items():
+        lines.append(
+            f"- With test-time augmentation `{mode}`: PrivateTest {_pct(result['test_accuracy'])}, macro-F1 "
+            f"{_pct(result['test_macro_f1'])}, PublicTest {_pct(result['val_accuracy'])}"
+        )
+    lines += [
         "",
         "| class | precision | recall | F1 | support |",
         "|---|---|---|---|---|",

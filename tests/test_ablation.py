@@ -41,3 +41,16 @@ def test_unevaluated_run_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "raw").mkdir()
     assert main([str(tmp_path / "raw")]) == 2
     assert "no evaluated metrics.json" in capsys.readouterr().err
+
+
+def test_last_runs_test_time_augmentation_closes_the_table(tmp_path):
+    base = _run(tmp_path / "base", {"epochs": 16}, 0.5, 16)
+    last = _run(tmp_path / "last", {"epochs": 40}, 0.55, 40)
+    metrics = json.loads((last / "metrics.json").read_text())
+    metrics["tta"] = {"flip": {"val_accuracy": 0.56, "val_macro_f1": 0.47, "test_accuracy": 0.58}}
+    (last / "metrics.json").write_text(json.dumps(metrics))
+    out = tmp_path / "ablation.md"
+    assert main([str(base), str(last), "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][2:]
+    assert len(rows) == 3
+    assert rows[2].startswith("| last + TTA | test-time augmentation: none -> flip | 1,234 | 56.00 % | 47.00 % | 58.00 % | 40 |")

@@ -43,6 +43,17 @@ def test_upload_page_annotates_the_example_photo():
     assert not app.error
 
 
+def test_upload_page_test_time_augmentation_setting():
+    app = _run("pages/1_Upload.py")
+    assert app.radio[0].value == "ten-crop"
+    ten_crop = app.dataframe[0].value
+    app.radio[0].set_value("none").run()
+    single = app.dataframe[0].value
+    assert list(single["x"]) == list(ten_crop["x"])  # same face ...
+    assert list(single["happy"]) != list(ten_crop["happy"])  # ... other probabilities
+    assert not app.exception
+
+
 def test_upload_page_offers_whole_image_mode_when_no_face(monkeypatch):
     import numpy as np
 

@@ -32,3 +32,15 @@ def test_cli_text_output_and_exit_codes(shipped_model_dir, astronaut_rgb, tmp_pa
     assert "1 face(s)" in out and "happy" in out
     assert predict.main([str(good), "--model", str(tmp_path / "nope")]) == 2
     assert "model folder not found" in capsys.readouterr().err
+
+
+def test_cli_test_time_augmentation_choice(shipped_model_dir, astronaut_rgb, tmp_path, capsys):
+    good = tmp_path / "a.png"
+    Image.fromarray(astronaut_rgb).save(good)
+    probabilities = {}
+    for mode in ("none", "ten-crop"):
+        assert predict.main([str(good), "--json", "--tta", mode, "--model", str(shipped_model_dir)]) == 0
+        face = json.loads(capsys.readouterr().out)["results"][0]["faces"][0]
+        assert face["label"] == "happy"
+        probabilities[mode] = face["probabilities"]
+    assert probabilities["none"] != probabilities["ten-crop"]
