@@ -43,10 +43,11 @@ def test_efficient_models_are_much_smaller_than_the_paper_net():
 
 def test_real_time_default_convolves_a_half_resolution_crop():
     model = build_model()
-    assert DEFAULT_ARCHITECTURE == "vgg-lite" and model.name == "vgg_lite"
+    assert DEFAULT_ARCHITECTURE == "vgg-fast" and model.name == "vgg_fast"
     convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
     assert tuple(convs[0].input.shape[1:3]) == (20, 20)  # 40x40 centre crop, 2x average-pooled
-    assert [c.filters for c in convs] == [48, 48, 96, 96, 192, 192]
+    assert [c.filters for c in convs] == [32, 32, 80, 80, 160, 160]
+    assert model.count_params() < build_model("vgg-lite").count_params()
 
 
 def test_unknown_architecture_lists_the_choices():
