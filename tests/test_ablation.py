@@ -51,6 +51,6 @@ def test_last_runs_test_time_augmentation_closes_the_table(tmp_path):
     (last / "metrics.json").write_text(json.dumps(metrics))
     out = tmp_path / "ablation.md"
     assert main([str(base), str(last), "--out", str(out)]) == 0
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][2:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith(("| base", "| last"))]
     assert len(rows) == 3
     assert rows[2].startswith("| last + TTA | test-time augmentation: none -> flip | 1,234 | 56.00 % | 47.00 % | 58.00 % | 40 |")
