@@ -22,6 +22,14 @@ try:
     st.subheader(f"Shipped model: {artifacts.name}")
     show_headline(artifacts)
     st.caption(artifacts.metrics.get("protocol", ""))
+    tta = artifacts.metrics.get("tta", {})
+    if tta:
+        st.caption(
+            "With test-time augmentation: "
+            + ", ".join(f"{mode} {100 * r['test_accuracy']:.1f} %" for mode, r in tta.items())
+            + " PrivateTest accuracy. The live page averages each face with its mirror image (flip); "
+            "the upload page uses ten crops."
+        )
     recognizer = get_recognizer()
     st.caption(f"Inference backend: {recognizer.backend_name}")
 except (FileNotFoundError, ValueError, RuntimeError) as exc:

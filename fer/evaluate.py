@@ -73,7 +73,7 @@ def evaluate_model_dir(model_dir: Path, data: Dataset, formats: list[str] | None
     metrics: dict = {
         "model": model_summary(model_dir, keras_backend.model),
         "protocol": "trained on Training, selected on PublicTest, reported on PrivateTest; "
-                    "figures single centre crop, no TTA (`tta` lists the test-time augmented ones)",
+                    "single centre crop, no test-time augmentation",
         "test": main["test"],
         "val": main["val"],
         "dataset": data.summary(),

@@ -30,6 +30,8 @@ def test_home_shows_the_shipped_models_figures(shipped_metrics):
     assert metrics["PrivateTest accuracy"] == f"{100 * shipped_metrics['test']['accuracy']:.1f} %"
     assert metrics["macro-F1"] == f"{100 * shipped_metrics['test']['macro_f1']:.1f} %"
     assert metrics["parameters"] == f"{shipped_metrics['model']['parameters'] / 1e6:.2f} M"
+    captions = " ".join(c.value for c in app.caption)
+    assert f"ten-crop {100 * shipped_metrics['tta']['ten-crop']['test_accuracy']:.1f} %" in captions
     assert not app.error
 
 
