@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR
+from fer.tta import DEFAULT_TTA, PHOTO_TTA
 from fer.ui import artifacts_for, get_recognizer, show_headline
 
 st.set_page_config(page_title="Facial expression recognition", page_icon="🙂", layout="wide")
@@ -27,8 +28,7 @@ try:
         st.caption(
             "With test-time augmentation: "
             + ", ".join(f"{mode} {100 * r['test_accuracy']:.1f} %" for mode, r in tta.items())
-            + " PrivateTest accuracy. The live page averages each face with its mirror image (flip); "
-            "the upload page uses ten crops."
+            + f" PrivateTest accuracy. The live page uses {DEFAULT_TTA}, the upload page {PHOTO_TTA}."
         )
     recognizer = get_recognizer()
     st.caption(f"Inference backend: {recognizer.backend_name}")

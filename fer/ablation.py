@@ -56,11 +56,12 @@ def ablation_rows(runs: list[ModelArtifacts]) -> list[dict]:
             "hours": (training.get("total_epoch_seconds") or 0) / 3600,
             "hardware": training.get("hardware", "unknown"),
         })
-    last = rows[-1] if rows else None
-    for mode, result in (runs[-1].metrics.get("tta", {}) if runs else {}).items():
-        rows.append({**last, "run": f"{last['run']} + TTA", "change": f"test-time augmentation: none -> {mode}",
-                     "val_accuracy": result["val_accuracy"], "val_macro_f1": result.get("val_macro_f1"),
-                     "test_accuracy": result["test_accuracy"]})
+    if runs:
+        last = rows[-1]
+        for mode, result in runs[-1].metrics.get("tta", {}).items():
+            rows.append({**last, "run": f"{last['run']} + TTA", "change": f"test-time augmentation: none -> {mode}",
+                         "val_accuracy": result["val_accuracy"], "val_macro_f1": result.get("val_macro_f1"),
+                         "test_accuracy": result["test_accuracy"]})
     return rows
 
 

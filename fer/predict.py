@@ -15,7 +15,7 @@ from fer.backends import BACKEND_FILES, ModelLoadError
 from fer.config import DEFAULT_MODEL_DIR
 from fer.images import InvalidImageError
 from fer.recognition import EmotionRecognizer
-from fer.tta import TTA_MODES
+from fer.tta import PHOTO_TTA, TTA_MODES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-size", type=int, default=40, help="smallest face in pixels")
     parser.add_argument("--min-neighbors", type=int, default=5)
     parser.add_argument("--scale-factor", type=float, default=1.1)
-    parser.add_argument("--tta", choices=TTA_MODES, default="ten-crop",
+    parser.add_argument("--tta", choices=TTA_MODES, default=PHOTO_TTA,
                         help="test-time augmentation (ten-crop: most accurate; none: fastest)")
     args = parser.parse_args(argv)
 

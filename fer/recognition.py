@@ -18,7 +18,7 @@ from fer.backends import Backend, ModelLoadError, load_backend
 from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, IMAGE_SIZE
 from fer.detection import Box, DetectorSettings, HaarFaceDetector, crop_face
 from fer.images import InvalidImageError, as_gray, read_image
-from fer.tta import check_mode, predict_with_tta
+from fer.tta import DEFAULT_TTA, check_mode, predict_with_tta
 
 __all__ = ["EmotionRecognizer", "Face", "InvalidImageError", "ModelLoadError"]
 
@@ -76,7 +76,7 @@ class EmotionRecognizer:
         detect_max_side: int = 640,
         margin: float = 0.1,
         threads: int | None = None,
-        tta: str = "flip",
+        tta: str = DEFAULT_TTA,
     ):
         if not 0.0 <= margin <= 1.0:
             raise ValueError(f"margin must be between 0 and 1, got {margin}")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from fer.drawing import draw_faces, fit_for_display
 from fer.images import InvalidImageError, read_image
-from fer.tta import TTA_MODES
+from fer.tta import PHOTO_TTA, TTA_MODES
 from fer.ui import (
     example_image,
     faces_records,
@@ -32,7 +32,7 @@ with st.expander("Detection settings"):
     min_neighbors = c2.slider("Min neighbours", 1, 12, 5, help="Higher gives fewer false faces")
     min_size = c3.slider("Min face size (px)", 16, 200, 40)
     tta = st.radio(
-        "Test-time augmentation", TTA_MODES, index=TTA_MODES.index("ten-crop"), horizontal=True,
+        "Test-time augmentation", TTA_MODES, index=TTA_MODES.index(PHOTO_TTA), horizontal=True,
         help="Average the model over mirrored (flip) or mirrored and shifted (ten-crop) copies of each face: "
         "more accurate, a few milliseconds per face. The model card lists the measured gain.",
     )

@@ -21,8 +21,8 @@ st.write(
     "Press **START** and allow the camera. Each frame goes through Haar face detection and the CNN "
     "on the server and comes back annotated. Every 5th frame is scanned whole; in between, each face "
     "is re-detected near where it was, which keeps the boxes on moving faces at a fraction of the cost. "
-    "Each face is classified together with its mirror image (about two points more accurate, well under "
-    "a millisecond more). Frames are processed in memory and never stored."
+    "Each face is classified together with its mirror image (more accurate, by the figure on the home "
+    "page, for well under a millisecond more). Frames are processed in memory and never stored."
 )
 
 c1, c2 = st.columns(2)
