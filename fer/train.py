@@ -34,6 +34,7 @@ ARTIFACT_HISTORY = "history.json"
 ARTIFACT_CONFIG = "train_config.json"
 BEST_CHECKPOINT = "checkpoints/best.keras"
 BACKUP_DIR = "checkpoints/backup"
+EPOCH_WEIGHTS = "checkpoints/epochs/epoch{epoch:03d}.weights.h5"
 
 
 @dataclass
@@ -54,6 +55,11 @@ class TrainConfig:
     seed: int = 1
     jit_compile: bool = True
     max_train_images: int | None = None
+    #: Start from these weights (a `.keras` model of the same architecture): a warm restart that
+    #: continues an earlier run with a fresh schedule, instead of starting from random weights.
+    init_from: str | None = None
+    #: Also keep every epoch's weights (checkpoints/epochs/), for weight averaging after the run.
+    save_epoch_weights: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict:
@@ -166,6 +172,9 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
         raise ValueError(f"{len(data.train)} training images is less than one batch of {config.batch_size}")
 
     model = build_model(config.architecture)
+    if config.init_from:
+        # A resumed run's backup is restored after this, at the start of fit, so resuming still wins.
+        model.load_weights(config.init_from)
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -188,6 +197,9 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
         keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False, profile_batch=0),
         HistoryWriter(out_dir / ARTIFACT_HISTORY, started),
     ]
+    if config.save_epoch_weights:
+        (out_dir / EPOCH_WEIGHTS).parent.mkdir(parents=True, exist_ok=True)
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(out_dir / EPOCH_WEIGHTS), save_weights_only=True))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     print(f"training {config.architecture}: {steps_per_epoch * config.batch_size} images, {steps_per_epoch} steps/epoch, "
@@ -250,11 +262,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=defaults.early_stopping_patience)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-train-images", type=int, default=None, help="subsample for quick trials")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from this .keras model's weights (same architecture): a warm restart")
+    parser.add_argument("--save-epoch-weights", action="store_true",
+                        help="keep every epoch's weights in checkpoints/epochs/ (for weight averaging)")
     parser.add_argument("--no-jit", action="store_true", help="disable XLA compiled steps")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json at the end")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
         parser.error("--epochs and --batch-size must be positive")
+    if args.init_from is not None and not args.init_from.is_file():
+        parser.error(f"--init-from {args.init_from}: no such model file")
     return args
 
 
@@ -266,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         label_smoothing=args.label_smoothing, class_weight_power=args.class_weight_power,
         early_stopping_patience=args.patience, seed=args.seed, jit_compile=not args.no_jit,
         max_train_images=args.max_train_images,
+        init_from=str(args.init_from) if args.init_from else None, save_epoch_weights=args.save_epoch_weights,
     )
     try:
         data = load_dataset(args.data)
