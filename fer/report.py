@@ -137,6 +137,13 @@ def render_model_card(art: ModelArtifacts) -> str:
         lines.append("- Config: " + ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg))
         if "augment" in cfg:
             lines.append("- Augmentation: " + ", ".join(f"{k}={v}" for k, v in cfg["augment"].items()))
+        if cfg.get("init_from"):
+            lines.append(f"- Warm restart: started from the weights of `{cfg['init_from']}` (its own training "
+                         "is not counted below)")
+        if averaged := cfg.get("weight_averaging"):
+            lines.append(f"- Weight averaging: mean of {averaged['from_run']}'s epochs {averaged['epochs'][0]}-"
+                         f"{averaged['epochs'][-1]}, BatchNorm statistics recomputed on "
+                         f"{averaged['batchnorm_batches']} training batches (`python -m fer.swa`)")
     if tr:
         lines += [
             f"- Hardware: {tr.get('hardware', 'n/a')}; TensorFlow {tr.get('tensorflow', '?')}, Keras {tr.get('keras', '?')}",

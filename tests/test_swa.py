@@ -12,7 +12,7 @@ from fer import swa as swa_cli
 from fer import train as train_cli
 from fer.swa import recompute_batchnorm
 
-ARGS = ["--batch-size", "16", "--no-jit", "--no-evaluate"]
+FAST = ["--batch-size", "16", "--no-jit"]
 
 
 def kernels(model: keras.Model) -> list[np.ndarray]:
@@ -22,7 +22,7 @@ def kernels(model: keras.Model) -> list[np.ndarray]:
 @pytest.fixture
 def run_with_epoch_weights(kaggle_layout, tmp_path):
     out = tmp_path / "run"
-    args = ["--data", str(kaggle_layout), "--out", str(out), "--epochs", "2", "--save-epoch-weights", *ARGS]
+    args = ["--data", str(kaggle_layout), "--out", str(out), "--epochs", "2", "--save-epoch-weights", "--no-evaluate", *FAST]
     assert train_cli.main(args) == 0
     return out
 
@@ -37,12 +37,13 @@ def test_warm_restart_starts_from_the_given_weights(run_with_epoch_weights, kagg
     out = tmp_path / "restart"
     # A zero learning rate leaves the trainable weights where the restart put them.
     args = ["--data", str(kaggle_layout), "--out", str(out), "--epochs", "1", "--learning-rate", "0",
-            "--init-from", str(run_with_epoch_weights / "model.keras"), *ARGS]
+            "--init-from", str(run_with_epoch_weights / "model.keras"), *FAST]
     assert train_cli.main(args) == 0
     restarted = keras.saving.load_model(out / "model.keras", compile=False)
     for before, after in zip(kernels(source), kernels(restarted), strict=True):
         np.testing.assert_array_equal(before, after)
     assert json.loads((out / "train_config.json").read_text())["init_from"].endswith("model.keras")
+    assert "Warm restart: started from the weights of" in (out / "MODEL_CARD.md").read_text()
 
 
 def test_init_from_a_missing_file_is_rejected(tmp_path, capsys):
@@ -68,6 +69,7 @@ def test_averaged_model_is_the_mean_of_the_epochs(run_with_epoch_weights, kaggle
     assert config["weight_averaging"]["epochs"] == [1, 2]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["images"] == 14
+    assert "Weight averaging: mean of run's epochs 1-2" in (out / "MODEL_CARD.md").read_text()
 
 
 def test_batchnorm_statistics_become_the_mean_over_batches():
