@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from fer.ablation import config_changes, main
+from fer.ablation import ablation_rows, config_changes, main, render
+from fer.config import MODELS_DIR
+from fer.report import ModelArtifacts
 
 
 def _run(folder, config: dict, val_acc: float, epochs: int):
@@ -54,3 +56,14 @@ def test_last_runs_test_time_augmentation_closes_the_table(tmp_path):
     rows = [line for line in out.read_text().splitlines() if line.startswith(("| base", "| last"))]
     assert len(rows) == 3
     assert rows[2].startswith("| last + TTA | test-time augmentation: none -> flip | 1,234 | 56.00 % | 47.00 % | 58.00 % | 40 |")
+
+
+def test_shipped_ablation_table_is_what_the_script_writes_from_the_recorded_runs(shipped_model_dir):
+    """Every row of the shipped table comes from a run folder in the repository, unchanged."""
+    text = (shipped_model_dir / "ablation.md").read_text()
+    names = [line.split(" | ")[0].removeprefix("| ") for line in text.splitlines()
+             if line.startswith("| ") and not line.startswith(("| run ", "|---")) and " + TTA " not in line]
+    folders = {d.name: d for d in (*MODELS_DIR.iterdir(), *(MODELS_DIR / "ablation-runs").iterdir()) if d.is_dir()}
+    assert names[-1] == shipped_model_dir.name
+    runs = [ModelArtifacts.load(folders[name]) for name in names]
+    assert render(ablation_rows(runs)) == text
