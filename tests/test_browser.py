@@ -175,5 +175,8 @@ def test_report_page(page, app_url):
     page.get_by_role("heading", name="Confusion matrix (PrivateTest)").wait_for(timeout=90_000)
     page.get_by_role("heading", name="Model card", exact=True).wait_for(timeout=90_000)
     page.get_by_text("Disgust has only").first.wait_for(timeout=90_000)
+    # The headline figures and the curves are drawn, not just their placeholders.
+    page.get_by_test_id("stMetricValue").first.wait_for(timeout=90_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=90_000)
     _settle(page)
     page.screenshot(path=SCREENSHOT_DIR / "report.png", full_page=True)
