@@ -19,7 +19,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fer.augment import AugmentConfig
 from fer.config import DEFAULT_DATA_DIR
 from fer.data import Dataset, load_dataset
 from fer.models import build_model
@@ -32,14 +31,6 @@ from fer.train import (
     TrainConfig,
     make_datasets,
 )
-
-
-def load_train_config(run_dir: Path) -> TrainConfig:
-    """The TrainConfig a run was trained with, from its train_config.json."""
-    raw = json.loads((run_dir / ARTIFACT_CONFIG).read_text())
-    known = set(TrainConfig.__dataclass_fields__)
-    augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("augment", {}).items()})
-    return TrainConfig(**{k: v for k, v in raw.items() if k in known}, augment=augment)
 
 
 def epoch_weight_files(run_dir: Path, last: int) -> dict[int, Path]:
@@ -86,7 +77,7 @@ def recompute_batchnorm(model: keras.Model, batches) -> int:
 
 def average_run(run_dir: Path, last: int, out_dir: Path, data: Dataset) -> keras.Model:
     """Average `run_dir`'s last `last` epochs into a new model folder `out_dir` (not yet evaluated)."""
-    config = load_train_config(run_dir)
+    config = TrainConfig.from_dict(json.loads((run_dir / ARTIFACT_CONFIG).read_text()))
     files = epoch_weight_files(run_dir, last)
     model = build_model(config.architecture)
     average_weights(model, list(files.values()))

@@ -65,6 +65,13 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> TrainConfig:
+        """The inverse of `to_dict` (as read back from train_config.json); unknown keys are ignored."""
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__ and k != "augment"}
+        augment = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.get("augment", {}).items()}
+        return cls(**known, augment=AugmentConfig(**augment))
+
 
 # ---------------------------------------------------------------- data
 

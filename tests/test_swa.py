@@ -72,6 +72,14 @@ def test_averaged_model_is_the_mean_of_the_epochs(run_with_epoch_weights, kaggle
     assert "Weight averaging: mean of run's epochs 1-2" in (out / "MODEL_CARD.md").read_text()
 
 
+def test_train_config_reads_back_what_it_wrote(run_with_epoch_weights):
+    written = json.loads((run_with_epoch_weights / "train_config.json").read_text())
+    config = train_cli.TrainConfig.from_dict(written)
+    assert config.save_epoch_weights and config.epochs == 2 and config.batch_size == 16
+    assert config.augment.brightness == (0.8, 1.2)
+    assert json.loads(json.dumps(config.to_dict())) == written
+
+
 def test_batchnorm_statistics_become_the_mean_over_batches():
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.9)(inputs))
@@ -85,10 +93,13 @@ def test_batchnorm_statistics_become_the_mean_over_batches():
 
 
 def test_averaging_needs_the_epoch_weights(kaggle_layout, tmp_path, run_with_epoch_weights, capsys):
-    args = [str(run_with_epoch_weights), "--out", str(tmp_path / "swa"), "--data", str(kaggle_layout)]
-    assert swa_cli.main([*args[:1], "--last", "5", *args[1:]]) == 2
+    def average(last: int) -> int:
+        return swa_cli.main([str(run_with_epoch_weights), "--last", str(last), "--out", str(tmp_path / "swa"),
+                             "--data", str(kaggle_layout)])
+
+    assert average(5) == 2
     assert "between 1 and the 2 epochs" in capsys.readouterr().err
     for path in (run_with_epoch_weights / "checkpoints/epochs").iterdir():
         path.unlink()
-    assert swa_cli.main([*args[:1], "--last", "1", *args[1:]]) == 2
+    assert average(1) == 2
     assert "--save-epoch-weights" in capsys.readouterr().err
