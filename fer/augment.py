@@ -89,6 +89,6 @@ def _random_erase(images, config: AugmentConfig, batch, height, width):
     )
     chosen = tf.random.uniform([batch]) < config.erase_prob
     mask = (inside & chosen[:, None, None])[..., None]
-    # A flat patch of random grey: the model never sees sharp noise at inference (inputs are blurred).
+    # A flat patch of random grey, as a hand, a cup or a microphone in front of the face would leave.
     fill = tf.random.uniform([batch, 1, 1, 1], 0.0, 255.0)
     return tf.where(mask, fill, images)

@@ -9,45 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
-import numpy as np
 from keras import layers, ops
 
 from fer.config import IMAGE_SIZE, NUM_CLASSES
 
-#: Training images in the FER2013 copy we train on are Gaussian-blurred (sigma ~2.8 px, measured by
-#: matching the Laplacian energy of the sharp PublicTest/PrivateTest images blurred by known amounts).
-#: Sharp faces (the test splits, webcams, photos) are blurred by the same amount at inference, so the
-#: network always sees the distribution it was trained on.
-TRAINING_BLUR_SIGMA = 2.8
-
 #: Input crop of the efficient model: training shifts the face by up to 4 px (a random crop),
 #: inference takes the centre, as in the 40x40 ten-crop literature on FER2013.
 CROP_SIZE = 40
-
-
-@keras.saving.register_keras_serializable(package="fer")
-class InferenceBlur(layers.Layer):
-    """Gaussian blur applied only in inference mode (see TRAINING_BLUR_SIGMA); identity while training."""
-
-    def __init__(self, sigma: float = TRAINING_BLUR_SIGMA, **kwargs):
-        super().__init__(**kwargs)
-        self.sigma = float(sigma)
-        radius = max(1, int(np.ceil(3 * self.sigma)))
-        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / self.sigma) ** 2)
-        self._taps = (taps / taps.sum()).astype("float32")
-        self._radius = radius
-
-    def call(self, inputs, training=None):
-        if training or self.sigma <= 0:
-            return inputs
-        r = self._radius
-        x = ops.pad(inputs, [[0, 0], [r, r], [r, r], [0, 0]], mode="reflect")
-        kernel = ops.convert_to_tensor(self._taps)
-        x = ops.depthwise_conv(x, ops.reshape(kernel, (-1, 1, 1, 1)), strides=1, padding="valid")
-        return ops.depthwise_conv(x, ops.reshape(kernel, (1, -1, 1, 1)), strides=1, padding="valid")
-
-    def get_config(self):
-        return {**super().get_config(), "sigma": self.sigma}
 
 
 @keras.saving.register_keras_serializable(package="fer")
@@ -78,7 +46,8 @@ def build_paper(num_classes: int = NUM_CLASSES) -> keras.Model:
     x = layers.Dropout(0.4, name="fc1_drop")(x)
     x = layers.Dense(256, activation="relu", name="fc2")(x)
     x = layers.Dropout(0.3, name="fc2_drop")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    # Float32 output and input statistics even under a mixed-precision training policy.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="paper")
 
 
@@ -88,7 +57,6 @@ def build_vgg(
     convs_per_stage: int = 2,
     dropout: float = 0.4,
     bn_momentum: float = 0.9,
-    blur_sigma: float = TRAINING_BLUR_SIGMA,
     downsample: int = 1,
     name: str = "vgg",
 ) -> keras.Model:
@@ -98,9 +66,8 @@ def build_vgg(
     left inference-mode accuracy far behind training accuracy for several epochs.
     """
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="pixels")
-    x = InferenceBlur(blur_sigma, name="match_training_blur")(inputs)
-    x = layers.CenterCrop(CROP_SIZE, CROP_SIZE, name="center_crop")(x)
-    x = PerImageStandardization(name="standardize")(x)
+    x = layers.CenterCrop(CROP_SIZE, CROP_SIZE, name="center_crop")(inputs)
+    x = PerImageStandardization(dtype="float32", name="standardize")(x)
     if downsample > 1:
         x = layers.AveragePooling2D(downsample, name="downsample")(x)
     for stage, filters in enumerate(widths, start=1):
@@ -115,49 +82,27 @@ def build_vgg(
             x = layers.MaxPooling2D(2, name=f"s{stage}_pool")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="head_drop")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    # Float32 output and input statistics even under a mixed-precision training policy.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_vgg_lite(num_classes: int = NUM_CLASSES, **kwargs) -> keras.Model:
-    """`vgg` on a 2x average-pooled 20x20 input, 48-96-192 channels (the default before `vgg-fast`).
-
-    The training images carry no detail above a quarter cycle per pixel (sigma ~2.8 blur: the
-    Gaussian's response there is ~1e-4), so halving the resolution loses nothing measurable. It
-    cuts the compute ~2.5x (~33 M multiply-adds; about 1 ms a face on one CPU thread, see
-    benchmarks/results.md) and triples the training throughput, which buys more epochs in the
-    same CPU budget.
-    """
-    kwargs = {"widths": (48, 96, 192), "downsample": 2, "name": "vgg_lite", **kwargs}
-    return build_vgg(num_classes, **kwargs)
-
-
 def build_vgg_fast(num_classes: int = NUM_CLASSES, **kwargs) -> keras.Model:
-    """The real-time default: `vgg-lite` with a third fewer channels (32-80-160).
+    """A real-time candidate: `vgg` on a 2x average-pooled 20x20 crop with 32-80-160 channels.
 
-    ~20 M multiply-adds instead of 33 M: about 0.6 ms a face on one CPU thread (see
-    benchmarks/results.md). In 5-epoch trials it matched `vgg-lite`'s PublicTest accuracy
-    (models/ablation-runs), and it trains 1.5x faster, which buys more epochs.
+    About a quarter of `vgg`'s multiply-adds (~20 M against ~81 M), at the price of the finest
+    detail of the face; the ablation table records what that costs in accuracy on sharp data.
     """
     kwargs = {"widths": (32, 80, 160), "downsample": 2, "name": "vgg_fast", **kwargs}
-    return build_vgg(num_classes, **kwargs)
-
-
-def build_vgg_lowres(num_classes: int = NUM_CLASSES, **kwargs) -> keras.Model:
-    """`vgg` on a 3x average-pooled 13x13 input with 64-128-256 channels: the blur leaves ~1 % of
-    the signal above that grid's Nyquist frequency, so resolution is traded for width."""
-    kwargs = {"widths": (64, 128, 256), "downsample": 3, "name": "vgg_lowres", **kwargs}
     return build_vgg(num_classes, **kwargs)
 
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "paper": build_paper,
     "vgg": build_vgg,
-    "vgg-lite": build_vgg_lite,
     "vgg-fast": build_vgg_fast,
-    "vgg-lowres": build_vgg_lowres,
 }
-DEFAULT_ARCHITECTURE = "vgg-fast"
+DEFAULT_ARCHITECTURE = "vgg"
 
 
 def build_model(name: str = DEFAULT_ARCHITECTURE, **kwargs) -> keras.Model:

@@ -53,7 +53,11 @@ class TrainConfig:
     class_weight_power: float = 0.3
     early_stopping_patience: int = 10
     seed: int = 1
-    jit_compile: bool = True
+    #: XLA-compiled steps: measured 1.8x slower for these nets on the 2-core AVX-512 CPU, so off.
+    jit_compile: bool = False
+    #: bfloat16 compute with float32 weights ("mixed_bfloat16"): ~10 % more images/s on CPUs with
+    #: AVX-512 BF16. The saved model is always rebuilt in float32 for inference and export.
+    mixed_precision: bool = False
     max_train_images: int | None = None
     #: Start from these weights (a `.keras` model of the same architecture): a warm restart that
     #: continues an earlier run with a fresh schedule, instead of starting from random weights.
@@ -178,6 +182,7 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     if steps_per_epoch < 1:
         raise ValueError(f"{len(data.train)} training images is less than one batch of {config.batch_size}")
 
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if config.mixed_precision else "float32")
     model = build_model(config.architecture)
     if config.init_from:
         # A resumed run's backup is restored after this, at the start of fit, so resuming still wins.
@@ -217,10 +222,21 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     best = out_dir / BEST_CHECKPOINT
     if best.exists():
         model = keras.saving.load_model(best, compile=False)
+    model = as_float32(model, config.architecture)
     model.save(out_dir / ARTIFACT_MODEL)
     (out_dir / ARTIFACT_ARCHITECTURE).write_text(model.to_json(indent=1))
     write_training_summary(out_dir, config, time.time() - started, len(data.train))
     return model
+
+
+def as_float32(model: keras.Model, architecture: str) -> keras.Model:
+    """The same weights in a float32 model, so inference and every export run in full precision."""
+    keras.mixed_precision.set_global_policy("float32")
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    fresh = build_model(architecture)
+    fresh.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
+    return fresh
 
 
 def write_training_summary(out_dir: Path, config: TrainConfig, seconds: float, train_images: int) -> None:
@@ -273,7 +289,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="start from this .keras model's weights (same architecture): a warm restart")
     parser.add_argument("--save-epoch-weights", action="store_true",
                         help="keep every epoch's weights in checkpoints/epochs/ (for weight averaging)")
-    parser.add_argument("--no-jit", action="store_true", help="disable XLA compiled steps")
+    parser.add_argument("--jit", action="store_true", help="XLA-compiled steps (slower on CPU for these nets)")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="bfloat16 compute, float32 weights (faster on CPUs with AVX-512 BF16)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json at the end")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
@@ -289,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, learning_rate=args.learning_rate, schedule=args.schedule,
         label_smoothing=args.label_smoothing, class_weight_power=args.class_weight_power,
-        early_stopping_patience=args.patience, seed=args.seed, jit_compile=not args.no_jit,
+        early_stopping_patience=args.patience, seed=args.seed, jit_compile=args.jit, mixed_precision=args.mixed_precision,
         max_train_images=args.max_train_images,
         init_from=str(args.init_from) if args.init_from else None, save_epoch_weights=args.save_epoch_weights,
     )

@@ -12,7 +12,7 @@ from fer import swa as swa_cli
 from fer import train as train_cli
 from fer.swa import recompute_batchnorm
 
-FAST = ["--batch-size", "16", "--no-jit"]
+FAST = ["--batch-size", "16"]
 
 
 def kernels(model: keras.Model) -> list[np.ndarray]:

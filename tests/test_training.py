@@ -10,7 +10,7 @@ from fer import evaluate as evaluate_cli
 from fer import train as train_cli
 from fer.report import ModelArtifacts
 
-ARGS = ["--epochs", "1", "--batch-size", "16", "--no-jit"]
+ARGS = ["--epochs", "1", "--batch-size", "16"]
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_training_writes_every_artifact(trained):
 
 def test_rerun_resumes_from_the_last_epoch(trained, kaggle_layout):
     first = json.loads((trained / "history.json").read_text())["epochs"]
-    args = ["--data", str(kaggle_layout), "--out", str(trained), "--epochs", "2", "--batch-size", "16", "--no-jit"]
+    args = ["--data", str(kaggle_layout), "--out", str(trained), "--epochs", "2", "--batch-size", "16"]
     assert train_cli.main(args) == 0
     history = json.loads((trained / "history.json").read_text())["epochs"]
     assert history["epoch"] == [1, 2]
