@@ -36,7 +36,7 @@ def test_home_shows_the_shipped_models_figures(shipped_metrics):
 
 
 def test_upload_page_annotates_the_example_photo():
-    app = _run("pages/1_Upload.py")
+    app = _run("app_pages/1_Upload.py")
     html = " ".join(m.value for m in app.markdown)
     assert "faces found: 1" in html
     assert len(app.dataframe) == 1
@@ -46,7 +46,7 @@ def test_upload_page_annotates_the_example_photo():
 
 
 def test_upload_page_test_time_augmentation_setting():
-    app = _run("pages/1_Upload.py")
+    app = _run("app_pages/1_Upload.py")
     assert app.radio[0].value == "ten-crop"
     ten_crop = app.dataframe[0].value
     app.radio[0].set_value("none").run()
@@ -62,7 +62,7 @@ def test_upload_page_offers_whole_image_mode_when_no_face(monkeypatch):
     import fer.ui
 
     monkeypatch.setattr(fer.ui, "example_image", lambda: np.full((300, 300, 3), 180, np.uint8))
-    app = _run("pages/1_Upload.py")
+    app = _run("app_pages/1_Upload.py")
     assert any("No face found" in w.value for w in app.warning)
     app.checkbox(key="whole-0-astronaut.png").check().run()
     html = " ".join(m.value for m in app.markdown)
@@ -84,7 +84,7 @@ def test_live_page_renders_idle(monkeypatch):
 
     monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", fake_streamer)
     monkeypatch.setenv("FER_ICE_SERVERS", "none")
-    app = _run("pages/2_Live_camera.py")
+    app = _run("app_pages/2_Live_camera.py")
     assert calls and callable(calls[0]["video_frame_callback"])
     assert calls[0]["rtc_configuration"] == {"iceServers": []}
     assert "frames processed: 0" in " ".join(m.value for m in app.markdown)
@@ -93,7 +93,7 @@ def test_live_page_renders_idle(monkeypatch):
 
 
 def test_report_page_shows_the_artifacts(shipped_metrics):
-    app = _run("pages/3_Model_report.py")
+    app = _run("app_pages/3_Model_report.py")
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["PublicTest accuracy"] == f"{100 * shipped_metrics['val']['accuracy']:.1f} %"
     per_class = app.dataframe[0].value
@@ -103,3 +103,22 @@ def test_report_page_shows_the_artifacts(shipped_metrics):
     assert {"Training curves", "Confusion matrix (PrivateTest)", "Model card"} <= set(headers)
     app.radio[0].set_value("row-normalised").run()
     assert not app.exception
+
+
+def test_navigation_lists_every_page_script_once():
+    """The entry point names each script in app_pages/ once, and no pages/ folder exists: Streamlit
+    would list that folder too on a session's first run (the sidebar would say "streamlit app")."""
+    import re
+
+    assert not (PROJECT_ROOT / "pages").exists(), "page scripts go in app_pages/, with one st.Page line in streamlit_app.py"
+    listed = re.findall(r'^\s*st\.Page\("(app_pages/[^"]+)"', (PROJECT_ROOT / "streamlit_app.py").read_text(), re.M)
+    assert sorted(listed) == sorted(f"app_pages/{p.name}" for p in (PROJECT_ROOT / "app_pages").glob("*.py"))
+
+
+def test_shipped_config_hides_tracebacks_toolbar_and_file_watcher():
+    import tomllib
+
+    config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] == "none"  # a deployed app shows no stack trace
+    assert config["client"]["toolbarMode"] == "minimal"  # no "Deploy" button
+    assert config["server"]["fileWatcherType"] == "none"  # no inotify scan of the .venv inside the project

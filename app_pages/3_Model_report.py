@@ -13,7 +13,6 @@ from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR
 from fer.report import list_model_dirs, render_model_card
 from fer.ui import artifacts_for, emotion_hex, show_headline
 
-st.set_page_config(page_title="Model report · FER", page_icon="📊", layout="wide")
 st.title("Model report")
 
 model_dirs = list_model_dirs()

@@ -17,7 +17,6 @@ from fer.ui import (
     records_to_json,
 )
 
-st.set_page_config(page_title="Upload · FER", page_icon="🖼️", layout="wide")
 st.title("Upload photos")
 st.write("Every face found gets a box, its emotion and the model's confidence. Nothing is stored.")
 

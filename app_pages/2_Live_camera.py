@@ -15,7 +15,6 @@ from fer.video import LiveProcessor
 
 MAX_ROWS = 20_000  # per-frame rows kept for the CSV (about 10 minutes at 30 FPS)
 
-st.set_page_config(page_title="Live camera · FER", page_icon="🎥", layout="wide")
 st.title("Live camera")
 st.write(
     "Press **START** and allow the camera. Each frame goes through Haar face detection and the CNN "
