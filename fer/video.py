@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -79,6 +79,20 @@ class LiveProcessor:
 
     def process(self, frame_bgr: np.ndarray) -> np.ndarray:
         """Annotate one BGR frame. Never raises: on error the frame comes back unannotated."""
+        annotated, result = self.analyse(frame_bgr)
+        self._publish(result)
+        return annotated
+
+    def analyse(
+        self, frame_bgr: np.ndarray, *, frame_index: int | None = None, timestamp: float | None = None,
+    ) -> tuple[np.ndarray, FrameResult]:
+        """The annotated frame and its result, without queueing it (video files call this directly).
+
+        `frame_index` and `timestamp` default to the processor's own count and clock (live video);
+        a video file passes the frame's position in the file. Every face carries a stable
+        `extra["track_id"]`; with `smoothing` off its probabilities are this frame's own.
+        Never raises: on error the frame comes back unannotated and the result says why.
+        """
         start = time.perf_counter()
         error = None
         faces: list[Face] = []
@@ -87,7 +101,10 @@ class LiveProcessor:
             with self._pipeline_lock:  # follower and smoother carry state from frame to frame
                 self.follower.downscale = self.detect_downscale
                 faces = self.recognizer.predict(gray, boxes=self.follower.update(gray))
-                faces = self.smoother.update(faces) if self.smoothing else faces
+                tracked = self.smoother.update(faces)
+                faces = tracked if self.smoothing else [
+                    replace(raw, extra={**raw.extra, "track_id": t.extra["track_id"]}) for raw, t in zip(faces, tracked)
+                ]
             annotated = draw_faces(frame_bgr, faces, color_order="bgr")
         except Exception as exc:  # one bad frame must not end the stream
             log.exception("frame processing failed")
@@ -99,8 +116,12 @@ class LiveProcessor:
             self._faces_seen += bool(faces)
             self._frame_times.append(end)
             self._latencies.append((end - start) * 1000)
-            index = self._frames
-        result = FrameResult(index, end - self._started, (end - start) * 1000, faces, error)
+            index = self._frames if frame_index is None else frame_index
+        when = end - self._started if timestamp is None else timestamp
+        return annotated, FrameResult(index, when, (end - start) * 1000, faces, error)
+
+    def _publish(self, result: FrameResult) -> None:
+        """Queue a result for the page's thread; when nobody reads, the oldest is dropped."""
         try:
             self.results.put_nowait(result)
         except queue.Full:  # nobody is reading: drop the oldest, keep memory bounded
@@ -109,7 +130,6 @@ class LiveProcessor:
             except queue.Empty:
                 pass
             self.results.put_nowait(result)
-        return annotated
 
     def drain(self) -> list[FrameResult]:
         """Everything produced since the last call (called from the page's thread)."""

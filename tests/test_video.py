@@ -53,7 +53,7 @@ def test_smoother_forgets_faces_that_left():
 
 @pytest.fixture(scope="module")
 def processor(shipped_model_dir):
-    return LiveProcessor(EmotionRecognizer(shipped_model_dir, backend="keras"))
+    return LiveProcessor(EmotionRecognizer(shipped_model_dir))
 
 
 def test_processor_annotates_frames_and_reports_through_the_queue(processor, astronaut_rgb):
@@ -80,7 +80,7 @@ def test_processor_survives_a_bad_frame(processor):
 
 
 def test_processor_queue_is_bounded_and_thread_safe(shipped_model_dir):
-    processor = LiveProcessor(EmotionRecognizer(shipped_model_dir, backend="keras"), max_queue=5)
+    processor = LiveProcessor(EmotionRecognizer(shipped_model_dir), max_queue=5)
     frame = np.full((120, 160, 3), 90, np.uint8)
     threads = [threading.Thread(target=lambda: [processor.process(frame) for _ in range(5)]) for _ in range(3)]
     for t in threads:
