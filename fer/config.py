@@ -41,3 +41,18 @@ EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
     "sad": (33, 118, 174),
     "surprise": (255, 112, 166),
 }
+
+#: Video files (app page and CLI). Frames are streamed one at a time, so memory does not grow
+#: with a video's length; these bound the work and the upload.
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v")
+VIDEO_MAX_UPLOAD_MB = 200
+#: Larger frames (beyond 4K UHD) are refused: decoding them alone would take most of the time.
+VIDEO_MAX_PIXELS = 3840 * 2160
+#: Frames are analysed (and the annotated copy written) at most this size on their longer side.
+VIDEO_ANALYSIS_MAX_SIDE = 1280
+#: The app analyses at most this many frames per second of video ...
+VIDEO_MAX_FPS = 30.0
+#: ... and at most this many frames in all (10 minutes at 30 fps); longer videos are sampled evenly.
+VIDEO_FRAME_BUDGET = 18_000
+#: The app refuses videos longer than this; the CLI takes any length.
+VIDEO_MAX_SECONDS = 3600

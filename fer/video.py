@@ -1,21 +1,41 @@
-"""Per-frame pipeline for live video: detect, classify in one batch, smooth, draw, measure.
+"""The one per-frame engine for video: detect, classify in one batch, track, smooth, draw, measure.
 
-`LiveProcessor.process` is what a streamlit-webrtc frame callback calls. It runs on the
-callback thread, so results leave through a bounded, thread-safe queue, and a bad frame
-is logged and passed through rather than killing the stream.
+`LiveProcessor` is the engine. The live page's streamlit-webrtc callback calls `process` on the
+callback thread, so results leave through a bounded, thread-safe queue, and a bad frame is
+logged and passed through rather than killing the stream. Video files go through the same
+engine (`analyse_video`): a PyAV source streams decoded frames one at a time (`read_frames`),
+and sinks keep each face's rows (`FaceTracks`: timeline, summary, CSV) and write an annotated
+MP4 (`AnnotatedVideoWriter`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import queue
+import stat
 import threading
 import time
+from array import array
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO
 
+import av
 import numpy as np
 
+from fer.config import (
+    CLASS_NAMES,
+    VIDEO_ANALYSIS_MAX_SIDE,
+    VIDEO_FRAME_BUDGET,
+    VIDEO_MAX_FPS,
+    VIDEO_MAX_PIXELS,
+    VIDEO_MAX_SECONDS,
+)
 from fer.detection import FaceFollower
 from fer.drawing import draw_faces
 from fer.recognition import EmotionRecognizer, Face
@@ -153,3 +173,455 @@ class LiveProcessor:
             "fps": fps,
             "latency_ms": latencies[len(latencies) // 2] if latencies else 0.0,
         }
+
+
+# ---------------------------------------------------------------- video files: source, engine, sinks
+
+class InvalidVideoError(ValueError):
+    """The file is not a video we can analyse; the message says why in words a user can act on."""
+
+
+VideoSource = str | os.PathLike | BinaryIO
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's header (and, when the header is silent, a pass over its packets) says."""
+
+    width: int  # as displayed, after any rotation the file asks for
+    height: int
+    fps: float
+    duration_s: float
+    frame_count: int  # from the header or estimated from duration x fps
+    codec: str
+    rotation: int  # degrees counter-clockwise applied to each decoded frame
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames to analyse: every `every`-th decoded frame, or `fps` frames per second of video.
+
+    Time-based sampling follows each frame's own timestamp, so variable-frame-rate phone videos
+    are sampled evenly too. Neither set: every frame.
+    """
+
+    every: int | None = None
+    fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.every is not None and self.fps is not None:
+            raise ValueError("give either every or fps, not both")
+        if self.every is not None and self.every < 1:
+            raise ValueError(f"every must be at least 1, got {self.every}")
+        if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
+            raise ValueError(f"fps must be a positive number, got {self.fps}")
+
+    def rate(self, info: VideoInfo) -> float:
+        """Analysed frames per second of video."""
+        if self.fps is not None:
+            return min(self.fps, info.fps)
+        return info.fps / (self.every or 1)
+
+    def expected_frames(self, info: VideoInfo) -> int:
+        return max(1, math.ceil(info.frame_count / (self.every or 1)) if self.fps is None
+                   else math.ceil(info.duration_s * self.rate(info)))
+
+    def describe(self, info: VideoInfo) -> str:
+        if self.fps is None and (self.every or 1) == 1:
+            return f"every frame ({info.fps:.3g} per second)"
+        return f"{self.rate(info):.3g} frames per second"
+
+
+def app_sampling(info: VideoInfo) -> Sampling:
+    """The app's rule: every frame up to `VIDEO_MAX_FPS`, and no more than `VIDEO_FRAME_BUDGET`
+    frames in all, so a long video is sampled evenly instead of being cut off."""
+    rate = min(VIDEO_MAX_FPS, VIDEO_FRAME_BUDGET / max(info.duration_s, 1e-6))
+    return Sampling() if rate >= info.fps else Sampling(fps=rate)
+
+
+def check_app_limits(info: VideoInfo) -> None:
+    """Refuse, with a message, what the app will not analyse (the CLI takes any length)."""
+    if info.duration_s > VIDEO_MAX_SECONDS:
+        raise InvalidVideoError(
+            f"the video lasts {info.duration_s / 60:.0f} minutes; the limit is {VIDEO_MAX_SECONDS // 60} minutes. "
+            "Cut it into parts, or use the command line (python -m fer.predict VIDEO --fps 2)."
+        )
+
+
+def _open_container(source: VideoSource):
+    """av.open with PyAV's errors turned into `InvalidVideoError`; paths must be regular files."""
+    name = str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "upload")
+    if isinstance(source, (str, os.PathLike)):
+        check_regular_file(source)
+    else:
+        source.seek(0)
+    try:
+        container = av.open(source if not isinstance(source, os.PathLike) else os.fspath(source), "r")
+    except av.FFmpegError as exc:
+        raise InvalidVideoError(f"{name}: not a video file that can be read ({_plain(exc)})") from exc
+    if not container.streams.video:
+        has_audio = bool(container.streams.audio)
+        container.close()
+        raise InvalidVideoError(f"{name}: " + ("has sound only, no video track" if has_audio else "has no video frames"))
+    return container, name
+
+
+def check_regular_file(path: str | os.PathLike) -> None:
+    """Only regular files are read: a FIFO would block forever and /dev/zero never ends."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:
+        raise InvalidVideoError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise InvalidVideoError(f"{path}: cannot be read ({exc.strerror})") from exc
+    if stat.S_ISDIR(mode):
+        raise InvalidVideoError(f"{path}: is a folder, not a video")
+    if not stat.S_ISREG(mode):
+        raise InvalidVideoError(f"{path}: not a regular file (a pipe or a device?)")
+    if not os.access(path, os.R_OK):
+        raise InvalidVideoError(f"{path}: cannot be read (permission denied)")
+
+
+def _plain(exc: Exception) -> str:
+    """PyAV's error text without the errno prefix and file name it repeats."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(": '", 1)[0]
+
+
+def probe_video(source: VideoSource) -> VideoInfo:
+    """Read a video's size, rate, length and codec, decoding only its first frame.
+
+    Refuses files that are not videos, have no video track, no decodable frame, or frames
+    over `VIDEO_MAX_PIXELS`. Containers that do not record their length (WebM from a
+    browser) get it from one pass over the packets, which reads but does not decode.
+    """
+    container, name = _open_container(source)
+    with container:
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > VIDEO_MAX_PIXELS:
+            raise InvalidVideoError(
+                f"{name}: {width}x{height} frames are larger than 4K ({VIDEO_MAX_PIXELS / 1e6:.1f} M pixels); "
+                "scale the video down first"
+            )
+        duration, frames = _header_duration(container, stream), stream.frames
+        scan = duration <= 0 or not frames
+        first = None
+        packets, start, end = 0, math.inf, -math.inf
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.size:
+                packets += 1
+                start = min(start, float(packet.pts * packet.time_base))
+                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            if first is None:
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError:
+                    continue
+                first = decoded[0] if decoded else None
+            if first is not None and not scan:
+                break
+        if first is None:
+            raise InvalidVideoError(f"{name}: no frame could be decoded (an empty or damaged video)")
+        if scan:
+            duration, frames = max(0.0, end - start) if packets else 0.0, frames or packets
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if not (0 < fps <= 1000):
+            fps = frames / duration if duration > 0 else 25.0
+        rotation = round((first.rotation or 0) / 90) % 4 * 90
+        width, height = first.width, first.height
+        if rotation % 180:
+            width, height = height, width
+        return VideoInfo(width, height, fps, duration, int(frames or max(1, round(duration * fps))),
+                         stream.codec_context.name, rotation)
+
+
+def _header_duration(container, stream) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000  # in av.time_base units
+    return 0.0
+
+
+@dataclass
+class VideoFrame:
+    """One decoded frame, upright, in BGR, at most `VIDEO_ANALYSIS_MAX_SIDE` on its longer side."""
+
+    index: int  # position among all decoded frames, from 0
+    time_s: float
+    bgr: np.ndarray
+    scale: float  # source pixels per pixel of `bgr`
+
+
+def read_frames(
+    source: VideoSource, sampling: Sampling | None = None, *, max_side: int = VIDEO_ANALYSIS_MAX_SIDE,
+    max_errors: int = 100,
+) -> Iterator[VideoFrame]:
+    """Decode a video one frame at a time (memory stays at a few frames, whatever its length).
+
+    Damaged packets are skipped (up to `max_errors`); a file from which no frame at all
+    can be decoded raises `InvalidVideoError`. Closing the generator closes the file.
+    """
+    sampling = sampling or Sampling()
+    container, name = _open_container(source)
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        decoded = errors = 0
+        next_time: float | None = None
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:
+                errors += 1
+                if errors > max_errors:
+                    raise InvalidVideoError(f"{name}: too many damaged frames ({_plain(exc)})") from exc
+                continue
+            for frame in frames:
+                index = decoded
+                decoded += 1
+                time_s = float(frame.time) if frame.time is not None else index / rate
+                if sampling.fps is not None:
+                    if next_time is not None and time_s < next_time - 1e-6:
+                        continue
+                    next_time = (time_s if next_time is None else next_time) + 1.0 / sampling.fps
+                    next_time = max(next_time, time_s)  # after a gap, do not burst to catch up
+                elif index % (sampling.every or 1):
+                    continue
+                yield _to_bgr(frame, index, time_s, max_side)
+        if decoded == 0:
+            raise InvalidVideoError(f"{name}: no frame could be decoded (empty or damaged video)")
+
+
+def _to_bgr(frame, index: int, time_s: float, max_side: int) -> VideoFrame:
+    """Scale (in the decoder's own scaler) and rotate a decoded frame into an upright BGR array."""
+    scale = max(1.0, max(frame.width, frame.height) / max_side)
+    width, height = 2 * round(frame.width / scale / 2), 2 * round(frame.height / scale / 2)
+    bgr = frame.reformat(width=width, height=height, format="bgr24", interpolation="AREA").to_ndarray()
+    quarter_turns = round((frame.rotation or 0) / 90) % 4
+    if quarter_turns:
+        bgr = np.ascontiguousarray(np.rot90(bgr, quarter_turns))
+    return VideoFrame(index, time_s, bgr, frame.width / width)
+
+
+# ---------------------------------------------------------------- engine and sinks
+
+#: One row per face per analysed frame: the CSV of the app's video page and of the CLI.
+CSV_COLUMNS: tuple[str, ...] = ("source", "frame", "time_s", "face", "x", "y", "width", "height",
+                                "label", "confidence", *CLASS_NAMES)
+
+
+def face_row(face: Face, face_id: int, *, source: str = "", frame: int | None = None,
+             time_s: float | None = None, scale: float = 1.0) -> dict:
+    """A face as a CSV row; `scale` maps its box back to the source's pixels (video frames are
+    analysed downscaled). `frame` and `time_s` stay empty for still images."""
+    x, y, w, h = (round(v * scale) for v in face.box)
+    row = {"source": source, "frame": "" if frame is None else frame,
+           "time_s": "" if time_s is None else round(time_s, 3), "face": face_id,
+           "x": x, "y": y, "width": w, "height": h, "label": face.label, "confidence": round(face.confidence, 4)}
+    row.update({name: round(face.probabilities[name], 4) for name in CLASS_NAMES})
+    return row
+
+
+class FaceTracks:
+    """Every face of every analysed frame, 14 numbers each (about 110 bytes): an hour of one face
+    at 30 fps is 12 MB, so a whole video's results stay in memory while its frames do not."""
+
+    _FIELDS = ("frame", "time_s", "face", "x", "y", "width", "height", *CLASS_NAMES)
+
+    def __init__(self) -> None:
+        self._data = array("d")
+
+    def add(self, result: FrameResult, scale: float = 1.0) -> None:
+        for face in result.faces:
+            self._data.extend((result.frame_index, result.timestamp, face.extra.get("track_id", 0),
+                               *(round(v * scale) for v in face.box),
+                               *(face.probabilities[name] for name in CLASS_NAMES)))
+
+    def __len__(self) -> int:
+        return len(self._data) // len(self._FIELDS)
+
+    def table(self) -> np.ndarray:
+        """(rows, 14): frame, time_s, face ID, x, y, width, height, then the 7 probabilities."""
+        return np.frombuffer(self._data, dtype=np.float64).reshape(-1, len(self._FIELDS)) if self._data else \
+            np.zeros((0, len(self._FIELDS)))
+
+    def face_ids(self) -> list[int]:
+        """Track IDs, the faces seen longest first."""
+        ids, counts = np.unique(self.table()[:, 2].astype(int), return_counts=True)
+        return [int(i) for i in ids[np.argsort(-counts, kind="stable")]]
+
+    def timeline(self, face_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Times (N,) and probabilities (N, 7) of one face, in time order."""
+        rows = self.table()
+        rows = rows[rows[:, 2] == face_id]
+        return rows[:, 1], rows[:, 7:]
+
+    def records(self, source: str = "") -> Iterator[dict]:
+        """CSV rows (`CSV_COLUMNS`), in frame order."""
+        for row in self.table():
+            probabilities = dict(zip(CLASS_NAMES, row[7:].tolist()))
+            face = Face(box=tuple(int(v) for v in row[3:7]), probabilities=probabilities)
+            yield face_row(face, int(row[2]), source=source, frame=int(row[0]), time_s=float(row[1]))
+
+    def summary(self, frame_seconds: float) -> list[dict]:
+        """Per face: when it was seen, for how long, the share of its time in each emotion (by the
+        per-frame label) and the dominant one. `frame_seconds` is the time one analysed frame stands for."""
+        rows = self.table()
+        out = []
+        for face_id in self.face_ids():
+            mine = rows[rows[:, 2] == face_id]
+            labels = mine[:, 7:].argmax(axis=1)
+            share = np.bincount(labels, minlength=len(CLASS_NAMES)) / len(mine)
+            out.append({
+                "face": face_id, "first_s": round(float(mine[0, 1]), 2), "last_s": round(float(mine[-1, 1]), 2),
+                "seconds_seen": round(len(mine) * frame_seconds, 2), "frames": len(mine),
+                "dominant": CLASS_NAMES[int(share.argmax())],
+                **{name: round(float(s), 4) for name, s in zip(CLASS_NAMES, share)},
+            })
+        return out
+
+
+def video_encoder() -> str:
+    """H.264 (plays in every browser) when this PyAV build has an encoder for it, else MPEG-4 part 2
+    (plays in desktop players such as VLC, but not in browsers)."""
+    for name in BROWSER_PLAYABLE_ENCODERS + ("mpeg4",):
+        try:
+            av.Codec(name, "w")
+            return name
+        except (av.FFmpegError, ValueError):
+            continue
+    raise RuntimeError("this PyAV build has no H.264 or MPEG-4 encoder")
+
+
+BROWSER_PLAYABLE_ENCODERS: tuple[str, ...] = ("libx264", "libopenh264")
+
+
+class AnnotatedVideoWriter:
+    """Annotated frames to an MP4 file, one at a time, at their own timestamps (so a sampled or
+    variable-rate video keeps its timing). The size is taken from the first frame."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, encoder: str | None = None):
+        self.path = Path(path)
+        self.encoder = encoder or video_encoder()
+        self.fps = fps
+        self._container = None
+        self._stream = None
+        self._last_pts = -1
+
+    def write(self, bgr: np.ndarray, time_s: float) -> None:
+        if self._container is None:
+            self._open(bgr.shape[1], bgr.shape[0])
+        frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
+        pts = max(self._last_pts + 1, round(time_s * 1000))
+        frame.pts, frame.time_base, self._last_pts = pts, Fraction(1, 1000), pts
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def _open(self, width: int, height: int) -> None:
+        self._container = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
+        stream = self._container.add_stream(self.encoder, rate=Fraction(self.fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        if self.encoder == "libx264":
+            stream.options = {"crf": "26", "preset": "veryfast"}
+        else:
+            stream.bit_rate = 2_000_000
+        self._stream = stream
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> AnnotatedVideoWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+@dataclass
+class VideoAnalysis:
+    """What `analyse_video` found: the video's facts, every face of every analysed frame, and cost."""
+
+    info: VideoInfo
+    sampling: Sampling
+    tracks: FaceTracks
+    frames_analysed: int = 0
+    frames_with_faces: int = 0
+    failed_frames: int = 0
+    seconds: float = 0.0  # wall time of the analysis
+    encoder: str | None = None  # of the annotated copy, if one was written
+
+    @property
+    def frame_seconds(self) -> float:
+        """The stretch of video one analysed frame stands for."""
+        return 1.0 / self.sampling.rate(self.info)
+
+    @property
+    def speed(self) -> float:
+        """Video seconds analysed per second of wall time (above 1: faster than real time)."""
+        return self.frames_analysed * self.frame_seconds / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> list[dict]:
+        return self.tracks.summary(self.frame_seconds)
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def analyse_video(
+    source: VideoSource,
+    recognizer: EmotionRecognizer,
+    *,
+    sampling: Sampling | None = None,
+    smoothing: bool = False,
+    annotated_path: str | os.PathLike | None = None,
+    on_progress: ProgressCallback | None = None,
+    progress_every_s: float = 0.25,
+) -> VideoAnalysis:
+    """Run a video file through the live page's per-frame engine (`LiveProcessor`), frame by frame.
+
+    Faces get stable track IDs; `smoothing` averages each face's probabilities over time as the
+    live page does (off: each frame's own). `annotated_path` also writes the annotated frames as
+    an MP4. `on_progress(done, expected)` is called every `progress_every_s` seconds; whatever it
+    raises (a Streamlit rerun, Ctrl-C) stops the analysis with the files closed.
+    """
+    info = probe_video(source)
+    sampling = sampling or Sampling()
+    processor = LiveProcessor(recognizer, smoothing=smoothing)
+    analysis = VideoAnalysis(info, sampling, FaceTracks())
+    expected = sampling.expected_frames(info)
+    writer = AnnotatedVideoWriter(annotated_path, sampling.rate(info)) if annotated_path else None
+    analysis.encoder = writer.encoder if writer else None
+    started = last_report = time.perf_counter()
+    try:
+        for frame in read_frames(source, sampling):
+            annotated, result = processor.analyse(frame.bgr, frame_index=frame.index, timestamp=frame.time_s)
+            analysis.tracks.add(result, frame.scale)
+            analysis.frames_analysed += 1
+            analysis.frames_with_faces += bool(result.faces)
+            analysis.failed_frames += result.error is not None
+            if writer:
+                writer.write(annotated, frame.time_s)
+            now = time.perf_counter()
+            if on_progress and now - last_report >= progress_every_s:
+                last_report = now
+                on_progress(analysis.frames_analysed, max(expected, analysis.frames_analysed))
+    finally:
+        if writer:
+            writer.close()
+    analysis.seconds = time.perf_counter() - started
+    if on_progress:
+        on_progress(analysis.frames_analysed, analysis.frames_analysed)
+    return analysis

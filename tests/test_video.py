@@ -1,18 +1,35 @@
-"""Live pipeline pieces: IoU tracking with EMA smoothing, and the per-frame processor."""
+"""The per-frame engine: IoU tracking with EMA smoothing, the live processor, and video files through it."""
 
 from __future__ import annotations
 
+import io
+import os
 import threading
+import tracemalloc
 
+import av
 import cv2
 import numpy as np
 import pytest
 
-from fer.config import CLASS_NAMES
+from fer.config import CLASS_NAMES, VIDEO_FRAME_BUDGET, VIDEO_MAX_FPS, VIDEO_MAX_SECONDS
 from fer.detection import FaceFollower, HaarFaceDetector
 from fer.recognition import EmotionRecognizer, Face
 from fer.smoothing import FaceSmoother, iou
-from fer.video import LiveProcessor
+from fer.video import (
+    CSV_COLUMNS,
+    InvalidVideoError,
+    LiveProcessor,
+    Sampling,
+    VideoInfo,
+    analyse_video,
+    app_sampling,
+    check_app_limits,
+    probe_video,
+    read_frames,
+    video_encoder,
+)
+from tests.media import two_faces_frames, write_audio_only, write_video
 
 
 def _face(box, label, p=0.9):
@@ -141,3 +158,199 @@ def test_follower_rescans_at_once_when_the_face_is_lost(astronaut_rgb):
     assert follower.update(cv2.cvtColor(empty, cv2.COLOR_BGR2GRAY)) == [] and detector.full_scans == 2
     with pytest.raises(ValueError):
         FaceFollower(detector, full_every=0)
+
+
+# ---------------------------------------------------------------- video files
+
+
+def test_track_ids_without_smoothing_keep_each_frames_own_probabilities(shipped_model_dir, astronaut_rgb):
+    recognizer = EmotionRecognizer(shipped_model_dir)
+    processor = LiveProcessor(recognizer, smoothing=False)
+    frames = two_faces_frames(astronaut_rgb, 6)
+    ids = []
+    for frame in frames:
+        _, result = processor.analyse(frame, frame_index=7, timestamp=1.5)
+        assert (result.frame_index, result.timestamp) == (7, 1.5)
+        raw = recognizer.predict(frame, boxes=[f.box for f in result.faces])
+        assert [f.probabilities for f in result.faces] == [f.probabilities for f in raw]
+        ids.append(sorted(f.extra["track_id"] for f in result.faces))
+    assert ids[0] == [1, 2] and all(i == ids[0] for i in ids)
+    assert processor.drain() == []  # analyse() does not queue; process() does
+
+
+@pytest.fixture(scope="module")
+def recognizer(shipped_model_dir):
+    return EmotionRecognizer(shipped_model_dir)
+
+
+@pytest.fixture(scope="module")
+def two_faces_video(tmp_path_factory, astronaut_rgb):
+    return write_video(tmp_path_factory.mktemp("video") / "two_faces.mp4", two_faces_frames(astronaut_rgb, 45))
+
+
+def test_video_faces_keep_their_ids_and_are_summarised(recognizer, two_faces_video, tmp_path):
+    info = probe_video(two_faces_video)
+    assert (info.width, info.height, info.frame_count, info.codec) == (640, 480, 45, "h264")
+    assert info.fps == pytest.approx(30) and info.duration_s == pytest.approx(1.5, abs=0.05)
+    analysis = analyse_video(two_faces_video, recognizer)
+    assert analysis.frames_analysed == 45 and analysis.failed_frames == 0
+    assert analysis.frames_with_faces >= 40
+    table = analysis.tracks.table()
+    ids = analysis.tracks.face_ids()
+    assert len(ids) == 2, f"two heads should make two tracks, got {ids}"
+    # The upper head (y ~ 100) and the lower one (y ~ 200) never swap IDs.
+    for face_id in ids:
+        tops = table[table[:, 2] == face_id, 4]
+        assert tops.max() - tops.min() < 40, tops
+        assert (table[:, 2] == face_id).sum() >= 40
+    summary = analysis.summary()
+    assert [s["face"] for s in summary] == ids
+    for face in summary:
+        shares = [face[name] for name in CLASS_NAMES]
+        assert sum(shares) == pytest.approx(1.0, abs=1e-3)
+        assert face["dominant"] == CLASS_NAMES[int(np.argmax(shares))]
+        assert face["seconds_seen"] == pytest.approx(face["frames"] / 30, abs=0.01)
+        times, probabilities = analysis.tracks.timeline(face["face"])
+        assert len(times) == face["frames"] and probabilities.shape == (face["frames"], 7)
+        assert np.all(np.diff(times) > 0)
+    rows = list(analysis.tracks.records("two_faces.mp4"))
+    assert len(rows) == len(table) and list(rows[0]) == list(CSV_COLUMNS)
+    assert rows[0]["source"] == "two_faces.mp4" and rows[0]["label"] in CLASS_NAMES
+
+
+def test_sampling_by_rate_and_by_step(recognizer, two_faces_video):
+    by_rate = list(read_frames(two_faces_video, Sampling(fps=10)))
+    assert len(by_rate) == 15
+    assert np.allclose(np.diff([f.time_s for f in by_rate]), 0.1, atol=0.01)
+    by_step = list(read_frames(two_faces_video, Sampling(every=4)))
+    assert [f.index for f in by_step] == list(range(0, 45, 4))
+    analysis = analyse_video(two_faces_video, recognizer, sampling=Sampling(fps=10))
+    assert analysis.frames_analysed == 15
+    assert analysis.summary()[0]["seconds_seen"] == pytest.approx(analysis.summary()[0]["frames"] * 0.1)
+    with pytest.raises(ValueError):
+        Sampling(every=2, fps=3)
+    with pytest.raises(ValueError):
+        Sampling(fps=float("inf"))
+
+
+def test_app_sampling_keeps_long_videos_within_the_frame_budget():
+    def info(seconds, fps):
+        return VideoInfo(640, 480, fps, seconds, round(seconds * fps), "h264", 0)
+
+    assert app_sampling(info(60, 25)) == Sampling()  # short: every frame
+    assert app_sampling(info(60, 60)).fps == pytest.approx(VIDEO_MAX_FPS)
+    long = info(20 * 60, 30)
+    assert app_sampling(long).expected_frames(long) <= VIDEO_FRAME_BUDGET
+    assert app_sampling(long).fps == pytest.approx(VIDEO_FRAME_BUDGET / 1200)
+    with pytest.raises(InvalidVideoError, match="minutes"):
+        check_app_limits(info(VIDEO_MAX_SECONDS + 60, 30))
+
+
+def test_large_frames_are_analysed_downscaled_with_boxes_in_source_pixels(recognizer, astronaut_rgb, tmp_path):
+    small = two_faces_frames(astronaut_rgb, 3)
+    big = write_video(tmp_path / "big.mp4", [cv2.resize(f, (2560, 1920)) for f in small])
+    frames = list(read_frames(big))
+    assert frames[0].bgr.shape == (960, 1280, 3) and frames[0].scale == pytest.approx(2.0)
+    rows_big = analyse_video(big, recognizer).tracks.table()
+    rows_small = analyse_video(write_video(tmp_path / "small.mp4", small), recognizer).tracks.table()
+    assert len(rows_big) == len(rows_small) == 6
+    for a, b in zip(sorted(map(tuple, rows_big[:, 3:7])), sorted(map(tuple, rows_small[:, 3:7] * 4))):
+        assert iou(a, b) > 0.7, (a, b)
+
+
+def test_rotated_phone_video_is_turned_upright(recognizer, astronaut_rgb, tmp_path):
+    frames = two_faces_frames(astronaut_rgb, 3)
+    rotated = write_video(tmp_path / "portrait.mp4", frames, rotation=90)
+    info = probe_video(rotated)
+    assert (info.width, info.height, info.rotation) == (640, 480, 90)
+    decoded = next(read_frames(rotated))
+    assert decoded.bgr.shape == (480, 640, 3)
+    assert np.abs(decoded.bgr.astype(int) - frames[0]).mean() < 6  # upright again, up to compression
+    assert analyse_video(rotated, recognizer).frames_with_faces == 3
+
+
+def test_annotated_copy_is_an_h264_mp4_with_every_analysed_frame(recognizer, two_faces_video, tmp_path):
+    out = tmp_path / "annotated.mp4"
+    analysis = analyse_video(two_faces_video, recognizer, sampling=Sampling(every=3), annotated_path=out)
+    assert analysis.encoder == video_encoder() == "libx264"  # PyAV's wheels ship x264
+    info = probe_video(out)
+    assert info.codec == "h264" and (info.width, info.height) == (640, 480)
+    assert info.frame_count == analysis.frames_analysed == 15
+    assert info.duration_s == pytest.approx(1.5, abs=0.15)  # the source's timing, not 15 frames at 30 fps
+    original = next(read_frames(two_faces_video)).bgr
+    annotated = next(read_frames(out)).bgr
+    assert np.abs(annotated.astype(int) - original).mean() > 1  # boxes and labels were drawn
+
+
+def test_cancelling_closes_the_annotated_copy(recognizer, two_faces_video, tmp_path):
+    class Cancelled(Exception):
+        pass
+
+    def cancel_after_ten(done, expected):
+        assert expected == 45
+        if done >= 10:
+            raise Cancelled
+
+    out = tmp_path / "partial.mp4"
+    with pytest.raises(Cancelled):
+        analyse_video(two_faces_video, recognizer, annotated_path=out, on_progress=cancel_after_ten, progress_every_s=0)
+    assert probe_video(out).frame_count == 10  # a finished, playable file of what was done
+
+
+def test_frames_are_streamed_not_held(tmp_path, astronaut_rgb):
+    frame_bytes = 640 * 480 * 3
+    video = write_video(tmp_path / "long.mp4", two_faces_frames(astronaut_rgb, 150))
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in read_frames(video))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 150
+    assert peak < 10 * frame_bytes, f"peak {peak / 1e6:.1f} MB for {count * frame_bytes / 1e6:.0f} MB of frames"
+
+
+def test_bad_videos_get_clear_messages(tmp_path, astronaut_rgb):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    with pytest.raises(InvalidVideoError, match="not a video file"):
+        probe_video(text)
+    with pytest.raises(InvalidVideoError, match="sound only, no video track"):
+        probe_video(write_audio_only(tmp_path / "voice.mp4"))
+    empty = tmp_path / "empty.mp4"
+    with av.open(str(empty), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        container.start_encoding()
+    with pytest.raises(InvalidVideoError, match="no video frames"):
+        probe_video(empty)
+    good = write_video(tmp_path / "good.mp4", two_faces_frames(astronaut_rgb, 10))
+    blank = bytearray(good.read_bytes())  # the frames' data zeroed, the container intact
+    start, end = blank.index(b"mdat") + 4, blank.index(b"moov") - 4
+    blank[start:end] = bytes(end - start)
+    (tmp_path / "blank.mp4").write_bytes(blank)
+    with pytest.raises(InvalidVideoError, match="no frame could be decoded"):
+        probe_video(tmp_path / "blank.mp4")
+    with pytest.raises(InvalidVideoError, match="no frame could be decoded"):
+        list(read_frames(tmp_path / "blank.mp4"))
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(InvalidVideoError):
+        probe_video(truncated)
+    huge = write_video(tmp_path / "huge.mp4", [np.zeros((2400, 4000, 3), np.uint8)], codec="mpeg4")
+    with pytest.raises(InvalidVideoError, match="larger than 4K"):
+        probe_video(huge)
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidVideoError, match="not a regular file"):
+        probe_video(fifo)
+    with pytest.raises(InvalidVideoError, match="not a regular file"):
+        list(read_frames("/dev/zero"))
+    with pytest.raises(InvalidVideoError, match="no such file"):
+        probe_video(tmp_path / "missing.mp4")
+
+
+def test_uploaded_bytes_are_read_without_a_temporary_file(recognizer, two_faces_video):
+    upload = io.BytesIO(two_faces_video.read_bytes())
+    assert probe_video(upload).frame_count == 45
+    assert analyse_video(upload, recognizer, sampling=Sampling(every=9)).frames_analysed == 5
