@@ -1,73 +1,254 @@
-"""Command line: `python -m fer.predict IMG [IMG ...] [--json]` prints the faces found in each image.
+"""Command line: `python -m fer.predict PATH... [--csv OUT] [--json]` for images, folders and videos.
 
-A file that fails is reported and the others still get their results; the exit status
-is 1 if any file failed, 2 if the model could not be loaded.
+Each PATH is an image, a folder (searched recursively; images only, anything else is reported
+and skipped) or a video file (one row per face per analysed frame: `--every N` or `--fps F`).
+A failure on one input never stops the others: it is reported on one stderr line. The exit
+status is 0 when every input went well, 1 when some failed, 2 when the model cannot be loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
+import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
+
+from tqdm import tqdm
 
 from fer.backends import BACKEND_FILES, ModelLoadError
-from fer.config import DEFAULT_MODEL_DIR
-from fer.images import InvalidImageError
-from fer.recognition import EmotionRecognizer
-from fer.tta import PHOTO_TTA, TTA_MODES
+from fer.config import DEFAULT_MODEL_DIR, VIDEO_SUFFIXES
+from fer.data import IMAGE_SUFFIXES
+from fer.recognition import EmotionRecognizer, Face
+from fer.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES
+from fer.video import CSV_COLUMNS, Sampling, analyse_video, check_regular_file, face_row
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass(frozen=True)
+class Input:
+    """One thing to do: an image, a video, a file found in a folder that is not an image (skip), or
+    a folder that could not be listed (error)."""
+
+    path: Path
+    kind: str  # "image", "video", "skip" or "error"
+    reason: str = ""
+
+
+def expand_inputs(paths: list[Path]) -> Iterator[Input]:
+    """Command-line paths as inputs: folders are walked recursively (sorted, links not followed)
+    and give their images; a named file is a video by its extension, else an image."""
+    for path in paths:
+        try:
+            is_folder = path.is_dir()
+        except OSError:  # e.g. a name too long: reported when the file is read
+            is_folder = False
+        if is_folder:
+            unlisted: list[OSError] = []
+            for folder, subfolders, files in os.walk(path, onerror=unlisted.append):
+                subfolders.sort()
+                for name in sorted(files):
+                    found = Path(folder) / name
+                    if found.suffix.lower() in IMAGE_SUFFIXES:
+                        yield Input(found, "image")
+                    else:
+                        yield Input(found, "skip", "not an image")
+            for error in unlisted:
+                yield Input(Path(error.filename or path), "error", f"cannot list this folder ({error.strerror})")
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            yield Input(path, "video")
+        else:
+            yield Input(path, "image")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m fer.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("images", nargs="+", type=Path, help="image files (jpg, png, webp, bmp, ...)")
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="images (jpg, png, webp, bmp, ...), folders of images, videos (" +
+                        ", ".join(s.lstrip(".") for s in VIDEO_SUFFIXES) + ")")
+    parser.add_argument("--csv", metavar="OUT", help="also write one row per face to this CSV file ('-': stdout)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument("--every", type=positive_int, metavar="N", help="videos: analyse every N-th frame")
+    sampling.add_argument("--fps", type=positive_float, metavar="F", help="videos: analyse F frames per second")
+    parser.add_argument("--smooth", action="store_true",
+                        help="videos: average each face's probabilities over time, as the live page does")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
     parser.add_argument("--backend", default="auto", choices=["auto", *BACKEND_FILES])
     parser.add_argument("--whole-image", action="store_true", help="treat each image as one pre-cropped face")
     parser.add_argument("--min-size", type=int, default=40, help="smallest face in pixels")
     parser.add_argument("--min-neighbors", type=int, default=5)
     parser.add_argument("--scale-factor", type=float, default=1.1)
-    parser.add_argument("--tta", choices=TTA_MODES, default=PHOTO_TTA,
-                        help="test-time augmentation (ten-crop: most accurate; none: fastest)")
+    parser.add_argument("--tta", choices=TTA_MODES, default=None,
+                        help=f"test-time augmentation (default: {PHOTO_TTA} for images, {DEFAULT_TTA} for videos)")
     args = parser.parse_args(argv)
+    if args.csv == "-" and args.json:
+        parser.error("--csv - and --json would both write to stdout; give --csv a file name")
+    return args
 
+
+class Run:
+    """One invocation: the inputs' results, failures and CSV rows, and where they are written."""
+
+    def __init__(self, args: argparse.Namespace, recognizer: EmotionRecognizer, csv_out: TextIO | None):
+        self.args = args
+        self.photo_recognizer = recognizer.with_settings(tta=args.tta or PHOTO_TTA)
+        self.video_recognizer = recognizer.with_settings(tta=args.tta or DEFAULT_TTA)
+        self.sampling = Sampling(every=args.every, fps=args.fps)
+        self.csv = csv.DictWriter(csv_out, fieldnames=CSV_COLUMNS) if csv_out else None
+        if self.csv:
+            self.csv.writeheader()
+        self.results: list[dict] = []
+        self.failed = self.skipped = 0
+        self.quiet = not sys.stderr.isatty()
+
+    def report(self, line: str) -> None:
+        """One line on stderr, printed above any progress bar."""
+        tqdm.write(line, file=sys.stderr)
+
+    def image(self, path: Path) -> None:
+        check_regular_file(path)
+        faces = self.photo_recognizer.predict(path, whole_image=self.args.whole_image)
+        self._write_rows(face_row(face, i, source=str(path)) for i, face in enumerate(faces, 1))
+        self.results.append({"image": str(path), "faces": [f.to_dict() for f in faces]})
+        if self._text_output:
+            _print_image(path, faces)
+
+    def video(self, path: Path) -> None:
+        with tqdm(desc=path.name, unit="frame", leave=False, disable=self.quiet, file=sys.stderr) as bar:
+            def progress(done: int, expected: int) -> None:
+                bar.total = expected
+                bar.update(done - bar.n)
+
+            analysis = analyse_video(path, self.video_recognizer, sampling=self.sampling, smoothing=self.args.smooth,
+                                     on_progress=progress)
+        self._write_rows(analysis.tracks.records(str(path)))
+        info = analysis.info
+        result = {
+            "video": str(path),
+            "width": info.width, "height": info.height, "fps": round(info.fps, 3),
+            "duration_s": round(info.duration_s, 3),
+            "sampling": self.sampling.describe(info), "frames_analysed": analysis.frames_analysed,
+            "faces": analysis.summary(),
+        }
+        if self.args.json:
+            result["rows"] = list(analysis.tracks.records())
+            for row in result["rows"]:
+                del row["source"]
+        self.results.append(result)
+        if self._text_output:
+            _print_video(path, result)
+
+    @property
+    def _text_output(self) -> bool:
+        return not self.args.json and self.args.csv != "-"
+
+    def _write_rows(self, rows) -> None:
+        if self.csv:
+            self.csv.writerows(rows)
+
+    def fail(self, path: Path, exc: Exception) -> None:
+        self.failed += 1
+        message = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
+        self.results.append({"path": str(path), "error": message})
+        self.report(f"error: {message}")
+
+    def skip(self, item: Input) -> None:
+        self.skipped += 1
+        self.results.append({"path": str(item.path), "skipped": item.reason})
+        self.report(f"skipped: {item.path}: {item.reason}")
+
+
+def _print_image(path: Path, faces: list[Face]) -> None:
+    print(f"{path}: {len(faces)} face(s)" + ("" if faces else " - try --whole-image for a cropped face"))
+    for i, face in enumerate(faces, 1):
+        x, y, w, h = face.box
+        top3 = sorted(face.probabilities.items(), key=lambda kv: -kv[1])[:3]
+        print(f"  #{i} at x={x} y={y} {w}x{h}: {face.label} {face.confidence:.0%}  ("
+              + ", ".join(f"{k} {v:.0%}" for k, v in top3) + ")")
+
+
+def _print_video(path: Path, result: dict) -> None:
+    print(f"{path}: {result['width']}x{result['height']} video, {result['duration_s']:.1f} s; "
+          f"{result['frames_analysed']} frames analysed ({result['sampling']}); {len(result['faces'])} face(s) tracked")
+    for face in result["faces"]:
+        print(f"  face {face['face']}: seen {face['seconds_seen']:.1f} s ({face['first_s']:.1f}-{face['last_s']:.1f} s), "
+              f"mostly {face['dominant']} ({face[face['dominant']]:.0%} of its time)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
-        recognizer = EmotionRecognizer(
-            args.model, args.backend, scale_factor=args.scale_factor,
-            min_neighbors=args.min_neighbors, min_size=args.min_size, tta=args.tta,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the recognizer's load warnings are printed below, one line each
+            recognizer = EmotionRecognizer(
+                args.model, args.backend, scale_factor=args.scale_factor,
+                min_neighbors=args.min_neighbors, min_size=args.min_size,
+            )
     except (ModelLoadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for message in getattr(recognizer, "load_warnings", ()):  # e.g. another model format used instead
+        print(f"warning: {message}", file=sys.stderr)
 
-    results, failed = [], 0
-    for path in args.images:
-        try:
-            faces = recognizer.predict(path, whole_image=args.whole_image)
-            results.append({"image": str(path), "faces": [f.to_dict() for f in faces]})
-        except InvalidImageError as exc:
-            failed += 1
-            results.append({"image": str(path), "error": str(exc)})
-            if not args.json:
-                print(f"error: {exc}", file=sys.stderr)
+    try:
+        csv_target = (nullcontext(sys.stdout) if args.csv == "-" else open(args.csv, "w", newline="", encoding="utf-8")) \
+            if args.csv else nullcontext(None)
+    except OSError as exc:
+        print(f"error: cannot write {args.csv}: {exc.strerror}", file=sys.stderr)
+        return 2
+
+    with csv_target as csv_out:
+        run = Run(args, recognizer, csv_out)
+        inputs = list(expand_inputs(args.paths))
+        for item in tqdm(inputs, desc="inputs", unit="file", disable=run.quiet or len(inputs) < 2,
+                         file=sys.stderr):
+            try:
+                if item.kind == "skip":
+                    run.skip(item)
+                elif item.kind == "error":
+                    run.fail(item.path, OSError(item.reason))
+                elif item.kind == "video":
+                    run.video(item.path)
+                else:
+                    run.image(item.path)
+            except KeyboardInterrupt:
+                run.report("interrupted")
+                return 130
+            except Exception as exc:  # one input must never abort the batch: say why, go on
+                run.fail(item.path, exc)
 
     if args.json:
-        print(json.dumps({"model": str(args.model), "backend": recognizer.backend_name, "results": results}, indent=1))
-    else:
-        for result in results:
-            if "error" in result:
-                continue
-            faces = result["faces"]
-            print(f"{result['image']}: {len(faces)} face(s)" + ("" if faces else " - try --whole-image for a cropped face"))
-            for i, face in enumerate(faces, 1):
-                box = face["box"]
-                top3 = sorted(face["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-                print(f"  #{i} at x={box['x']} y={box['y']} {box['width']}x{box['height']}: "
-                      f"{face['label']} {face['confidence']:.0%}  ("
-                      + ", ".join(f"{k} {v:.0%}" for k, v in top3) + ")")
-    return 1 if failed else 0
+        print(json.dumps({"model": str(args.model), "backend": recognizer.backend_name, "results": run.results},
+                         indent=1))
+    if run.skipped:
+        print(f"skipped {run.skipped} file(s) that are not images", file=sys.stderr)
+    return 1 if run.failed else 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except BrokenPipeError:  # `... | head` closed stdout: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None

@@ -228,8 +228,8 @@ class Sampling:
 
     def describe(self, info: VideoInfo) -> str:
         if self.fps is None and (self.every or 1) == 1:
-            return f"every frame ({info.fps:.3g} per second)"
-        return f"{self.rate(info):.3g} frames per second"
+            return f"every frame, {info.fps:.3g} a second"
+        return f"{self.rate(info):.3g} frames a second"
 
 
 def app_sampling(info: VideoInfo) -> Sampling:
@@ -579,6 +579,11 @@ class VideoAnalysis:
 
 ProgressCallback = Callable[[int, int], None]
 
+#: Video files: a full Haar scan every this many seconds of video (the live page's 5 frames at 30 fps) ...
+FULL_SCAN_INTERVAL_S = 1 / 6
+#: ... and a face missing for up to this long keeps its ID.
+TRACK_MEMORY_S = 1.0
+
 
 def analyse_video(
     source: VideoSource,
@@ -599,7 +604,13 @@ def analyse_video(
     """
     info = probe_video(source)
     sampling = sampling or Sampling()
-    processor = LiveProcessor(recognizer, smoothing=smoothing)
+    rate = sampling.rate(info)
+    # The live page's timing, in seconds of video rather than frames, so that a sampled video
+    # gets a full scan as often and keeps a briefly hidden face's ID as long.
+    processor = LiveProcessor(recognizer, smoothing=smoothing,
+                              full_scan_every=max(1, round(rate * FULL_SCAN_INTERVAL_S)))
+    processor.smoother = FaceSmoother(max_missed=max(5, round(rate * TRACK_MEMORY_S)),
+                                      min_iou=0.3 if rate >= 10 else 0.1)
     analysis = VideoAnalysis(info, sampling, FaceTracks())
     expected = sampling.expected_frames(info)
     writer = AnnotatedVideoWriter(annotated_path, sampling.rate(info)) if annotated_path else None
