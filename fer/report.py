@@ -7,46 +7,61 @@ contract between training and the app: the report page and the card only read th
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, MODELS_DIR
+from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, MODELS_DIR, PROJECT_ROOT
 
 CARD_FILE = "MODEL_CARD.md"
 
 
 @dataclass
 class ModelArtifacts:
-    """Everything a trained model folder says about itself; missing files give empty dicts."""
+    """Everything a trained model folder says about itself.
+
+    A missing or unreadable file gives an empty dict and a line in `problems`, so a page can
+    still show the model and say which figures are missing instead of failing as a whole.
+    """
 
     path: Path
     metrics: dict
     history: dict
     config: dict
     training: dict
+    problems: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | str) -> ModelArtifacts:
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"model folder not found: {path}")
+        problems: list[str] = []
 
-        def read(name: str) -> dict:
+        def read(name: str, required: bool = False) -> dict:
             file = path / name
             if not file.exists():
+                if required:
+                    problems.append(f"{name} is missing")
                 return {}
             try:
-                return json.loads(file.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{file} is not valid JSON: {exc}") from exc
+                data = json.loads(file.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                problems.append(f"{name} could not be read ({exc})")
+                return {}
+            if not isinstance(data, dict):
+                problems.append(f"{name} does not hold a JSON object")
+                return {}
+            return data
 
-        metrics = read("metrics.json")
+        metrics = read("metrics.json", required=True)
+        history = read("history.json").get("epochs", {})
         return cls(
             path=path,
             metrics=metrics,
-            history=read("history.json").get("epochs", {}),
+            history=history if isinstance(history, dict) else {},
             config=read("train_config.json") or metrics.get("config", {}),
             training=read("training.json") or metrics.get("training", {}),
+            problems=problems,
         )
 
     @property
@@ -54,7 +69,7 @@ class ModelArtifacts:
         return self.path.name
 
     def headline(self) -> dict:
-        """The few numbers a visitor wants first."""
+        """The few numbers a visitor wants first (None where the artifacts do not have them)."""
         model = self.metrics.get("model", {})
         test = self.metrics.get("test", {})
         return {
@@ -65,6 +80,59 @@ class ModelArtifacts:
             "size (MB)": model.get("size_bytes", 0) / 1e6 if model.get("size_bytes") else None,
         }
 
+    def missing_figures(self) -> list[str]:
+        """Names of the headline figures the artifacts lack."""
+        return [label for label, value in self.headline().items() if value is None]
+
+    @property
+    def in_the_wild(self) -> dict:
+        """Figures on in-the-wild photos (ExpW), when the evaluation recorded them; else {}."""
+        wild = self.metrics.get("in_the_wild")
+        return wild if isinstance(wild, dict) else {}
+
+    def lineage(self, max_runs: int = 20) -> tuple[list[ModelArtifacts], str | None]:
+        """This run and the runs it warm-restarted from (`init_from`), oldest first, as far back as
+        their folders exist; and the starting weights whose folder is gone (None if the chain is whole)."""
+        runs: list[ModelArtifacts] = [self]
+        while (start := runs[0].config.get("init_from")) and len(runs) < max_runs:
+            folder = Path(start).parent if Path(start).suffix else Path(start)
+            folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
+            if not (folder / "history.json").exists() or folder.resolve() in {r.path.resolve() for r in runs}:
+                return runs, start
+            runs.insert(0, ModelArtifacts.load(folder))
+        return runs, None
+
+    def full_history(self) -> tuple[dict[str, list], list[tuple[int, str]]]:
+        """Training curves across warm restarts: the runs' histories end to end, epochs renumbered
+        from 1, and where each run starts (epoch, run name)."""
+        runs, _ = self.lineage()
+        merged: dict[str, list] = {}
+        starts: list[tuple[int, str]] = []
+        offset = 0
+        for run in runs:
+            epochs = run.history.get("epoch", [])
+            if not epochs:
+                continue
+            starts.append((offset + 1, run.name))
+            for key, values in run.history.items():
+                merged.setdefault(key, [None] * offset)
+                merged[key] += [offset + e for e in values] if key == "epoch" else list(values)
+            offset += len(epochs)
+            for values in merged.values():  # a metric one run lacks stays aligned
+                values += [None] * (offset - len(values))
+        return merged, starts
+
+    def history_note(self) -> str:
+        """Which runs the training curves cover, for a warm-restarted model."""
+        runs, missing = self.lineage()
+        if not self.config.get("init_from"):
+            return ""
+        shown = " then ".join(f"{run.name} ({len(run.history.get('epoch', []))} epochs)" for run in runs)
+        if missing:
+            return (f"These curves show only {shown}: it continued from the weights of `{missing}`, whose "
+                    "training history is not available here.")
+        return f"These curves show the whole training: {shown}, each run a warm restart of the one before."
+
 
 def list_model_dirs(root: Path = MODELS_DIR) -> list[Path]:
     """Model folders under `root` that hold a trained model, plus the default model wherever it lives."""
@@ -74,17 +142,56 @@ def list_model_dirs(root: Path = MODELS_DIR) -> list[Path]:
     return found
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f} %"
+def _pct(value, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f} %"
 
 
-def render_model_card(art: ModelArtifacts) -> str:
-    """A short Markdown card generated from the artifacts, so it can never disagree with them."""
+#: Keys of metrics.json["in_the_wild"] (written by the in-the-wild evaluation) and how the card names them.
+IN_THE_WILD_FIGURES: dict[str, str] = {
+    "accuracy_all": "accuracy over all labelled faces (a face the detector missed counts as wrong)",
+    "found_rate": "faces found by the detector",
+    "accuracy_found": "accuracy on the faces found",
+    "macro_f1": "macro-F1",
+}
+
+
+def limits_sentences(art: ModelArtifacts) -> list[str]:
+    """The card's "Limits" bullets that depend on the model: computed from its metrics, never written by hand."""
+    m = art.metrics
+    sentences = ["FER2013 is low-resolution, mostly frontal, and its labels are noisy (human accuracy is about 65 %)."]
+    per_class = m.get("test", {}).get("per_class", {})
+    recalls = {name: row["recall"] for name, row in per_class.items() if isinstance(row, dict) and "recall" in row}
+    if recalls:
+        weakest, strongest = min(recalls, key=recalls.get), max(recalls, key=recalls.get)
+        sentences.append(f"{weakest.capitalize()} has the weakest PrivateTest recall ({_pct(recalls[weakest], 1)}), "
+                         f"{strongest} the strongest ({_pct(recalls[strongest], 1)}).")
+    train = m.get("dataset", {}).get("splits", {}).get("train", {})
+    counts = train.get("per_class", {})
+    if counts:
+        fewest = min(counts, key=counts.get)
+        total = train.get("total") or sum(counts.values())
+        sentences.append(f"{fewest.capitalize()} has the fewest training images: {counts[fewest]:,} of {total:,} "
+                         f"({_pct(counts[fewest] / total, 1)}).")
+    wild = art.in_the_wild
+    if wild.get("accuracy_found") is not None and m.get("test", {}).get("accuracy") is not None:
+        sentences.append(f"On in-the-wild photos (ExpW) the accuracy on found faces is {_pct(wild['accuracy_found'], 1)}, "
+                         f"against {_pct(m['test']['accuracy'], 1)} on FER2013's PrivateTest.")
+    else:
+        sentences.append("Accuracy on photos unlike FER2013's (other cameras, ages, lighting) has not been measured "
+                         "for this model; expect it to differ.")
+    return sentences
+
+
+def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
+    """A short Markdown card generated from the artifacts, so it can never disagree with them.
+
+    `standalone=False` is the report page's version: no title and none of the tables that the
+    page already shows as interactive tables (per-class scores, exported formats, in-the-wild recall).
+    """
     m, cfg, tr = art.metrics, art.config, art.training
     model, test = m.get("model", {}), m.get("test", {})
-    lines = [
-        f"# Model card: {art.name}",
-        "",
+    lines = [f"# Model card: {art.name}", ""] if standalone else []
+    lines += [
         "Facial-expression classifier for 48x48 grayscale faces, 7 classes: " + ", ".join(CLASS_NAMES) + ".",
         "",
         "## Figures (recomputed by `python -m fer.evaluate`)",
@@ -99,13 +206,18 @@ def render_model_card(art: ModelArtifacts) -> str:
             f"- With test-time augmentation `{mode}`: PrivateTest {_pct(result['test_accuracy'])}, macro-F1 "
             f"{_pct(result['test_macro_f1'])}, PublicTest {_pct(result['val_accuracy'])}"
         )
-    lines += [
-        "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---|---|---|---|",
-    ]
-    for name, row in test.get("per_class", {}).items():
-        lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
+    if standalone and test.get("per_class"):
+        lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for name, row in test["per_class"].items():
+            lines.append(f"| {name} | {_pct(row['precision'], 1)} | {_pct(row['recall'], 1)} | {_pct(row['f1'], 1)} "
+                         f"| {row['support']} |")
+    wild = art.in_the_wild
+    if wild:
+        lines += ["", f"## In the wild (ExpW, {wild.get('faces', 'n/a')} labelled faces)", ""]
+        lines += [f"- {_pct(wild[key], 1)} {text}" for key, text in IN_THE_WILD_FIGURES.items() if key in wild]
+        recall = wild.get("per_class_recall", {})
+        if standalone and recall:
+            lines += ["", "| class | recall |", "|---|---|"] + [f"| {n} | {_pct(r, 1)} |" for n, r in recall.items()]
     lines += [
         "",
         "## Model",
@@ -123,7 +235,7 @@ def render_model_card(art: ModelArtifacts) -> str:
             "inference so that it always sees what it was trained on."
         )
     formats = m.get("formats", {})
-    if formats:
+    if standalone and formats:
         lines += ["", "| format | file | size | PrivateTest accuracy |", "|---|---|---|---|"]
         for name, fmt in formats.items():
             if "error" in fmt:
@@ -150,15 +262,7 @@ def render_model_card(art: ModelArtifacts) -> str:
             f"- Epochs run: {tr.get('epochs_run', 'n/a')}; training time {tr.get('total_epoch_seconds', 0) / 60:.1f} min; "
             f"{tr.get('images_per_second', 0):.0f} training images/s",
         ]
-    lines += [
-        "",
-        "## Limits",
-        "",
-        "- FER2013 is low-resolution, mostly frontal, and its labels are noisy (human accuracy is about 65 %).",
-        "- Disgust has only 436 training images; expect its recall to be the weakest.",
-        "- Expressions are posed or spontaneous web images; accuracy on other cameras, ages and lighting will differ.",
-        "",
-    ]
+    lines += ["", "## Limits", ""] + [f"- {sentence}" for sentence in limits_sentences(art)] + [""]
     return "\n".join(lines)
 
 
