@@ -1,41 +1,71 @@
-"""Home page of the FER web app: what it does, the shipped model's figures, links to the pages."""
+"""Home page: what the app does, a picture of it at work, the model's figures, and the way to the pages."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR
+import fer.config
+from fer.config import CLASS_NAMES
 from fer.tta import DEFAULT_TTA, PHOTO_TTA
-from fer.ui import artifacts_for, get_recognizer, show_headline
+from fer.ui import (
+    annotated_example,
+    artifacts_for,
+    escape_markdown,
+    get_recognizer,
+    show_headline,
+    show_in_the_wild,
+    show_missing_figures,
+    show_model_warnings,
+)
 
+model_dir = fer.config.DEFAULT_MODEL_DIR
 
 st.title("Facial expression recognition")
 st.write(
-    "Find every face in a photo or a live camera stream and read its expression as one of seven "
-    f"emotions: {', '.join(CLASS_NAMES)}. Faces are found with OpenCV's Haar cascade and classified "
-    "by a compact CNN trained from scratch on FER2013. Everything runs on the server's CPU; "
-    "no image is stored."
+    f"Find every face in a photo or a live camera stream and read its expression as one of seven emotions: "
+    f"{', '.join(CLASS_NAMES)}. Everything runs on the server's CPU and no image is stored."
 )
 
+c1, c2, c3 = st.columns(3)
+c1.page_link("app_pages/1_Upload.py", label="Upload photos", icon=":material/upload:")
+c2.page_link("app_pages/2_Live_camera.py", label="Live camera", icon=":material/videocam:")
+c3.page_link("app_pages/3_Model_report.py", label="Model report", icon=":material/monitoring:")
+
+picture, figures = st.columns([2, 3])
+
 try:
-    artifacts = artifacts_for(DEFAULT_MODEL_DIR)
-    st.subheader(f"Shipped model: {artifacts.name}")
-    show_headline(artifacts)
-    st.caption(artifacts.metrics.get("protocol", ""))
-    tta = artifacts.metrics.get("tta", {})
-    if tta:
+    recognizer = get_recognizer(model_dir)
+except Exception as exc:  # the figures below still show; the pages that need the model say so too
+    recognizer = None
+    figures.error(escape_markdown(f"The emotion model in {model_dir} could not be loaded: {exc}")
+                  + " Reinstall the app, or point `FER_MODEL_DIR` at a trained model folder.")
+else:
+    with figures:
+        show_model_warnings(recognizer)
+    example = annotated_example(str(model_dir))
+    if example is not None:
+        picture.image(example, caption="The example photo of the Upload page, as the model sees it.", width="stretch")
+
+with figures:
+    try:
+        art = artifacts_for(model_dir)
+    except FileNotFoundError:
+        st.error(escape_markdown(f"The model folder {model_dir} does not exist."))
+        st.stop()
+    st.subheader(f"The model: {escape_markdown(art.name)}", anchor=False)
+    st.write("Faces are found with OpenCV's Haar cascade and classified by a compact CNN trained from scratch on "
+             "FER2013 (48x48 grey faces).")
+    show_headline(art)
+    show_missing_figures(art)
+    if protocol := art.metrics.get("protocol"):
+        st.caption(escape_markdown(protocol))
+    if tta := art.metrics.get("tta", {}):
         st.caption(
             "With test-time augmentation: "
             + ", ".join(f"{mode} {100 * r['test_accuracy']:.1f} %" for mode, r in tta.items())
             + f" PrivateTest accuracy. The live page uses {DEFAULT_TTA}, the upload page {PHOTO_TTA}."
         )
-    recognizer = get_recognizer()
-    st.caption(f"Inference backend: {recognizer.backend_name}")
-except (FileNotFoundError, ValueError, RuntimeError) as exc:
-    st.error(f"The shipped model could not be loaded: {exc}")
-
-st.subheader("Try it")
-col1, col2, col3 = st.columns(3)
-col1.page_link("app_pages/1_Upload.py", label="Upload photos", icon=":material/upload:")
-col2.page_link("app_pages/2_Live_camera.py", label="Live camera", icon=":material/videocam:")
-col3.page_link("app_pages/3_Model_report.py", label="Model report", icon=":material/monitoring:")
+    st.subheader("In the wild", anchor=False)
+    show_in_the_wild(art)
+    if recognizer is not None:
+        st.caption(f"Inference backend: {recognizer.backend_name}")

@@ -1,13 +1,16 @@
-"""Upload page: annotate every face in one or several photos, with charts, a table and downloads."""
+"""Upload page: every face in photos (uploaded, taken with the camera, or the example), numbered on the
+image in reading order, with the same numbers in its charts, table and downloads."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from fer.drawing import draw_faces, fit_for_display
-from fer.images import InvalidImageError, read_image
 from fer.tta import PHOTO_TTA, TTA_MODES
 from fer.ui import (
+    PHOTO_TYPES,
+    PHOTO_TYPES_TEXT,
+    analyse_photo,
+    escape_markdown,
     example_image,
     faces_records,
     get_recognizer,
@@ -15,82 +18,107 @@ from fer.ui import (
     probability_chart,
     records_to_csv,
     records_to_json,
+    show_model_warnings,
+    upload_limit_mb,
 )
+
+UPLOAD, CAMERA, EXAMPLE = "Upload photos", "Take a photo", "Example photo"
 
 st.title("Upload photos")
-st.write("Every face found gets a box, its emotion and the model's confidence. Nothing is stored.")
-
-uploads = st.file_uploader(
-    "Images (jpg, png, webp, bmp)", type=["jpg", "jpeg", "png", "webp", "bmp"], accept_multiple_files=True
+st.write(
+    "Every face found gets a numbered box with its emotion and the model's confidence; the charts, the table "
+    "and the downloads below use the same numbers. The model reads faces only: whatever it is shown, it answers "
+    "with one of seven emotions. Nothing is stored."
 )
-use_example = st.checkbox("Use the example photo (astronaut Eileen Collins, from scikit-image)", value=not uploads)
 
+try:
+    base_recognizer = get_recognizer()
+except Exception as exc:
+    st.error(escape_markdown(f"The emotion model could not be loaded: {exc}") + " See the home page for details.")
+    st.stop()
+show_model_warnings(base_recognizer)
+
+source = st.radio("Photos from", (UPLOAD, CAMERA, EXAMPLE), horizontal=True, key="source")
+limit_mb = upload_limit_mb()
+photos: list[tuple[str, object]] = []  # (name, encoded bytes or an RGB array)
+if source == UPLOAD:
+    uploads = st.file_uploader(f"Photos: {PHOTO_TYPES_TEXT}, up to {limit_mb} MB each", type=list(PHOTO_TYPES),
+                               accept_multiple_files=True, max_upload_size=limit_mb)
+    st.caption(f"A file over {limit_mb} MB is refused by your browser: it stays in the list above, marked in red, "
+               "and is not analysed.")
+    photos = [(f.name, f.getvalue()) for f in uploads or []]
+    if not photos:
+        st.info(f"Choose one or more photos above, or pick **{EXAMPLE}** to see what this page does.")
+elif source == CAMERA:
+    shot = st.camera_input("Take a photo with your device's camera",
+                           help="A single photo, sent like an upload: it works on networks where the live camera cannot.")
+    if shot is not None:
+        photos = [("camera photo.jpg", shot.getvalue())]
+else:
+    st.caption("The example: astronaut Eileen Collins (NASA portrait, public domain, shipped with scikit-image).")
+    photos = [("astronaut.png", example_image())]
+
+defaults = base_recognizer.detector.settings
 with st.expander("Detection settings"):
     c1, c2, c3 = st.columns(3)
-    scale_factor = c1.slider("Scale factor", 1.02, 1.5, 1.1, 0.01, help="Smaller finds more faces, slower")
-    min_neighbors = c2.slider("Min neighbours", 1, 12, 5, help="Higher gives fewer false faces")
-    min_size = c3.slider("Min face size (px)", 16, 200, 40)
+    scale_factor = c1.slider("Scale factor", min(1.02, defaults.scale_factor), max(1.5, defaults.scale_factor),
+                             defaults.scale_factor, 0.01, help="Smaller finds more faces, slower")
+    min_neighbors = c2.slider("Min neighbours", min(1, defaults.min_neighbors), max(12, defaults.min_neighbors),
+                              defaults.min_neighbors, help="Higher gives fewer false faces")
+    min_size = c3.slider("Min face size (px)", min(16, defaults.min_size), max(200, defaults.min_size),
+                         defaults.min_size, help="Faces smaller than this (in the photo's pixels) are ignored")
     tta = st.radio(
         "Test-time augmentation", TTA_MODES, index=TTA_MODES.index(PHOTO_TTA), horizontal=True,
         help="Average the model over mirrored (flip) or mirrored and shifted (ten-crop) copies of each face: "
         "more accurate, a few milliseconds per face. The model card lists the measured gain.",
     )
-
-try:
-    recognizer = get_recognizer().with_settings(
-        tta=tta, scale_factor=scale_factor, min_neighbors=min_neighbors, min_size=min_size, max_side=1280
-    )
-except Exception as exc:
-    st.error(f"The model could not be loaded: {exc}")
-    st.stop()
-
-images: list[tuple[str, object]] = [(f.name, f) for f in uploads or []]
-if use_example:
-    images.insert(0, ("astronaut.png", None))
-if not images:
-    st.info("Upload a photo, or tick the example photo above.")
+recognizer = base_recognizer.with_settings(tta=tta, scale_factor=scale_factor, min_neighbors=min_neighbors,
+                                           min_size=min_size)
 
 all_rows: list[dict] = []
-for index, (name, upload) in enumerate(images):
+for index, (name, data) in enumerate(photos):
     st.divider()
-    st.subheader(name)
-    try:
-        rgb = example_image() if upload is None else read_image(upload.getvalue())
-    except InvalidImageError as exc:
-        st.error(f"Could not read {name}: {exc}")
+    st.subheader(escape_markdown(name), anchor=False)
+    whole_key = f"whole-{index}-{name}"
+    whole = bool(st.session_state.get(whole_key))
+    result = analyse_photo(recognizer, name, data, whole_image=whole)
+    if result.error:
+        st.error(escape_markdown(result.error))
         continue
-    whole = False
-    faces = recognizer.predict(rgb, color_order="rgb")
-    if not faces:
-        st.warning(f"No face found in {name}. If it is a close-up of one face, classify the whole image.")
-        whole = st.checkbox("Classify the whole image as one face", key=f"whole-{index}-{name}")
-        if whole:
-            faces = recognizer.predict(rgb, color_order="rgb", whole_image=True)
-    display, shown_faces = fit_for_display(rgb, faces)
-    annotated = draw_faces(display, shown_faces, color_order="rgb")
-    st.image(annotated, caption=f"{name}: {len(faces)} face(s)", width="stretch")
-    summary = "; ".join(f"face {i + 1}: {f.label} {f.confidence:.0%}" for i, f in enumerate(faces))
-    st.markdown(f'<span data-testid="face-count">faces found: {len(faces)}</span>' + (f" ({summary})" if summary else ""),
-                unsafe_allow_html=True)
-    if not faces:
+    if whole:
+        st.info("The whole image was classified as one face. The model assumes that it shows a face: it names an "
+                "emotion for anything (a coffee cup too), so the answer means something only for a face.")
+    elif not result.faces:
+        st.warning("No face found. If the photo is a close-up of one face, classify the whole image. Otherwise try a "
+                   "photo in which the faces are larger and turned to the camera, or lower the minimum face size "
+                   "in the detection settings above.")
+    if whole or not result.faces:
+        st.checkbox("Classify the whole image as one face", key=whole_key)
+    st.image(result.annotated, width="stretch")
+    summary = "; ".join(f"#{i} {f.label} {f.confidence:.0%}" for i, f in enumerate(result.faces, 1))
+    st.markdown(f'<span data-testid="face-count">faces found: {len(result.faces)}</span>'
+                + (f" ({summary})" if summary else ""), unsafe_allow_html=True)
+    if not result.faces:
         continue
-    rows = faces_records(faces, name)
+    rows = faces_records(result.faces, name)
     all_rows.extend(rows)
-    cols = st.columns(min(3, len(faces)))
-    for i, face in enumerate(faces):
-        cols[i % len(cols)].plotly_chart(
-            probability_chart(face, f"Face {i + 1}: {face.label} {face.confidence:.0%}"),
-            width="stretch", key=f"chart-{index}-{i}",
+    cols = st.columns(min(3, len(result.faces)))
+    for number, face in enumerate(result.faces, 1):
+        cols[(number - 1) % len(cols)].plotly_chart(
+            probability_chart(face, f"Face #{number}: {face.label} {face.confidence:.0%}"),
+            width="stretch", key=f"chart-{index}-{number}",
         )
     st.dataframe(rows, width="stretch", hide_index=True)
     d1, d2, d3 = st.columns(3)
     stem = name.rsplit(".", 1)[0]
-    d1.download_button("Annotated image (PNG)", png_bytes(annotated), f"{stem}_annotated.png", "image/png",
-                       key=f"png-{index}")
-    d2.download_button("Results (CSV)", records_to_csv(rows), f"{stem}_faces.csv", "text/csv", key=f"csv-{index}")
+    d1.download_button("Annotated image (PNG)", png_bytes(result.annotated), f"{stem}_annotated.png", "image/png",
+                       key=f"png-{index}", on_click="ignore")
+    d2.download_button("Results (CSV)", records_to_csv(rows), f"{stem}_faces.csv", "text/csv", key=f"csv-{index}",
+                       on_click="ignore")
     d3.download_button("Results (JSON)", records_to_json(rows), f"{stem}_faces.json", "application/json",
-                       key=f"json-{index}")
+                       key=f"json-{index}", on_click="ignore")
 
-if len(images) > 1 and all_rows:
+if len(photos) > 1 and all_rows:
     st.divider()
-    st.download_button("All results (CSV)", records_to_csv(all_rows), "faces.csv", "text/csv", key="csv-all")
+    st.download_button("All results (CSV)", records_to_csv(all_rows), "faces.csv", "text/csv", key="csv-all",
+                       on_click="ignore")

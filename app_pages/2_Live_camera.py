@@ -1,43 +1,54 @@
-"""Live camera page: streamlit-webrtc sends browser frames to `fer.video.LiveProcessor` and back."""
+"""Live camera page: streamlit-webrtc sends browser frames to `fer.video.LiveProcessor` and back.
+
+The results are drawn by a fragment that reruns twice a second while the stream plays, so each
+element is created once per run (no duplicate element IDs) and the switches stay usable.
+"""
 
 from __future__ import annotations
 
 import time
 
 import av
-import plotly.graph_objects as go
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from fer.config import CLASS_NAMES
-from fer.ui import emotion_hex, get_recognizer, ice_servers, records_to_csv
+from fer.ui import (
+    TIMELINE_WINDOW_S,
+    LiveSession,
+    escape_markdown,
+    get_recognizer,
+    ice_servers,
+    show_model_warnings,
+    timeline_chart,
+)
 from fer.video import LiveProcessor
 
-MAX_ROWS = 20_000  # per-frame rows kept for the CSV (about 10 minutes at 30 FPS)
+REFRESH_S = 0.5  # how often the status line and the timelines are redrawn while streaming
+CONNECT_TIMEOUT_S = 8.0  # after this long without a stream, point to the camera snapshot
 
 st.title("Live camera")
 st.write(
-    "Press **START** and allow the camera. Each frame goes through Haar face detection and the CNN "
-    "on the server and comes back annotated. Every 5th frame is scanned whole; in between, each face "
-    "is re-detected near where it was, which keeps the boxes on moving faces at a fraction of the cost. "
-    "Each face is classified together with its mirror image (more accurate, by the figure on the home "
-    "page, for well under a millisecond more). Frames are processed in memory and never stored."
+    "Press **START** and allow the camera: each face gets a numbered box with its emotion, and below the video "
+    "a timeline per face shows how its emotions change. Frames are analysed on the server as they arrive and "
+    "are never stored."
 )
 
 c1, c2 = st.columns(2)
-smoothing = c1.toggle("Smooth labels over time", value=True, help="Moving average per tracked face")
-half_res = c2.toggle("Detect at half resolution", value=True, help="About 3x faster whole-frame scans")
+smoothing = c1.toggle("Smooth labels over time", value=True, help="Average each face's emotions over its last frames")
+half_res = c2.toggle("Detect at half resolution", value=True, help="About 3x faster searches for new faces")
 
 try:
     recognizer = get_recognizer()
 except Exception as exc:
-    st.error(f"The model could not be loaded: {exc}")
+    st.error(escape_markdown(f"The emotion model could not be loaded: {exc}") + " See the home page for details.")
     st.stop()
+show_model_warnings(recognizer)
 
 if "live_processor" not in st.session_state:
     st.session_state.live_processor = LiveProcessor(recognizer)
-    st.session_state.live_rows = []
+    st.session_state.live_session = LiveSession()
 processor: LiveProcessor = st.session_state.live_processor
+session: LiveSession = st.session_state.live_session
 processor.smoothing = smoothing
 processor.detect_downscale = 0.5 if half_res else 1.0
 
@@ -48,55 +59,61 @@ def video_frame_callback(frame: av.VideoFrame) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(annotated, format="bgr24")
 
 
+servers = ice_servers()
 ctx = webrtc_streamer(
     key="fer-live",
     mode=WebRtcMode.SENDRECV,
-    rtc_configuration={"iceServers": ice_servers()},
+    rtc_configuration=None if servers is None else {"iceServers": servers},
     media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
     video_frame_callback=video_frame_callback,
     async_processing=True,
 )
+playing = ctx.state.playing
+connecting = ctx.state.signalling and not playing
+if connecting:
+    st.session_state.setdefault("live_connect_started", time.monotonic())
+else:
+    st.session_state.pop("live_connect_started", None)
 
-status = st.empty()
-timeline = st.empty()
 
-
-def render(rows: list[dict]) -> None:
+@st.fragment(run_every=REFRESH_S if (playing or connecting) else None)
+def live_results() -> None:
+    """Status line, hints and one timeline per face; reruns on its own while the stream is up."""
+    session.add(processor.drain())
     stats = processor.stats()
-    status.markdown(
+    st.markdown(
         f'<div data-testid="live-status">frames processed: {stats["frames"]} · '
         f'frames with a face: {stats["frames_with_face"]} · {stats["fps"]:.1f} FPS · '
         f'{stats["latency_ms"]:.1f} ms per frame</div>',
         unsafe_allow_html=True,
     )
-    recent = [r for r in rows[-300:] if "label" in r]
-    if recent:
-        fig = go.Figure()
-        for name in CLASS_NAMES:
-            fig.add_trace(go.Scatter(x=[r["time_s"] for r in recent], y=[r[name] for r in recent],
-                                     name=name, mode="lines", line=dict(color=emotion_hex(name))))
-        fig.update_layout(title="Main face, last 300 frames", yaxis=dict(range=[0, 1], tickformat=".0%"),
-                          xaxis_title="seconds", height=300, margin=dict(l=10, r=10, t=40, b=10))
-        timeline.plotly_chart(fig, width="stretch")
+    started = st.session_state.get("live_connect_started")
+    if connecting and started is not None and time.monotonic() - started > CONNECT_TIMEOUT_S:
+        st.warning(f"The stream has not connected after {CONNECT_TIMEOUT_S:.0f} seconds. Some networks block live "
+                   "video; a photo from your camera works everywhere:")
+        st.page_link("app_pages/1_Upload.py", label="Take a photo on the Upload page", icon=":material/photo_camera:")
+    if playing and session.no_face_in_view():
+        st.info("No face in view. Face the camera with your whole face in the picture and light on it; faces "
+                "turned far to the side are not found.")
+    faces = session.recent_faces()
+    if faces:
+        st.caption(f"Each face's emotions over the last {TIMELINE_WINDOW_S:.0f} seconds; the number is the one "
+                   "on its box.")
+        cols = st.columns(2)
+        for i, face_id in enumerate(faces):
+            times, probabilities = session.timeline(face_id)
+            cols[i % 2].plotly_chart(timeline_chart(times, probabilities, f"Face #{face_id}", "seconds since START"),
+                                     width="stretch", key=f"timeline-{face_id}")
 
 
-rows: list[dict] = st.session_state.live_rows
-while ctx.state.playing:
-    rows.extend(r.main_face_record() for r in processor.drain())
-    del rows[:-MAX_ROWS]
-    render(rows)
-    time.sleep(0.5)
+live_results()
 
-rows.extend(r.main_face_record() for r in processor.drain())
-render(rows)
-if rows:
-    st.download_button("This session's per-frame results (CSV)", records_to_csv(rows), "live_session.csv", "text/csv")
+if len(session) and not playing:
+    st.download_button("This session's results, one row per face per frame (CSV)", session.csv(),
+                       "live_session.csv", "text/csv", on_click="ignore")
     if st.button("Clear session results"):
-        rows.clear()
+        session.reset()
         processor.smoother.reset()
         st.rerun()
-st.caption(
-    "Deploying on Streamlit Community Cloud: STUN works for most networks. Behind strict NATs add a TURN "
-    "server in the app's secrets as `[turn]` with `url`, `username` and `credential` "
-    "(or the environment variables FER_TURN_URL, FER_TURN_USERNAME, FER_TURN_CREDENTIAL)."
-)
+elif len(session):
+    st.caption("Press STOP to download this session's results (CSV).")

@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR
-from fer.report import list_model_dirs, render_model_card
-from fer.ui import artifacts_for, emotion_hex, show_headline
+from fer.report import CARD_FILE, list_model_dirs, render_model_card
+from fer.ui import artifacts_for, emotion_hex, escape_markdown, show_headline, show_in_the_wild, show_missing_figures
 
 st.title("Model report")
 
@@ -22,18 +22,12 @@ if not model_dirs:
 names = [p.name for p in model_dirs]
 default = names.index(DEFAULT_MODEL_DIR.name) if DEFAULT_MODEL_DIR.name in names else 0
 chosen = st.selectbox("Model", names, index=default) if len(names) > 1 else names[0]
-try:
-    art = artifacts_for(model_dirs[names.index(chosen)])
-except ValueError as exc:
-    st.error(str(exc))
-    st.stop()
-if not art.metrics:
-    st.warning(f"{chosen} has no metrics.json yet: run `python -m fer.evaluate models/{chosen}`.")
-
+art = artifacts_for(model_dirs[names.index(chosen)])
 show_headline(art)
+show_missing_figures(art)
 
 st.header("Training curves")
-history = art.history
+history, run_starts = art.full_history()
 if history.get("epoch"):
     cols = st.columns(2)
     for col, metric, title in ((cols[0], "accuracy", "Accuracy"), (cols[1], "loss", "Loss")):
@@ -41,13 +35,19 @@ if history.get("epoch"):
         fig.add_trace(go.Scatter(x=history["epoch"], y=history.get(metric, []), name="train (augmented)", mode="lines+markers"))
         fig.add_trace(go.Scatter(x=history["epoch"], y=history.get(f"val_{metric}", []), name="validation (PublicTest)",
                                  mode="lines+markers"))
-        fig.update_layout(title=title, xaxis_title="epoch", height=350, margin=dict(l=10, r=10, t=40, b=10))
+        for epoch, run_name in run_starts[1:]:
+            fig.add_vline(x=epoch - 0.5, line_dash="dot", line_color="grey", annotation_text=f"warm restart: {run_name}")
+        fig.update_layout(title=title, xaxis_title="epoch", height=350, margin=dict(l=10, r=10, t=40, b=10),
+                          yaxis=dict(tickformat=".0%") if metric == "accuracy" else {})
         col.plotly_chart(fig, width="stretch")
+    if note := art.history_note():
+        st.caption(escape_markdown(note))
 else:
-    st.info("This model folder has no history.json.")
+    st.info("This model folder has no training history (history.json).")
 
+percent = st.column_config.NumberColumn(format="%.1f %%")
 test = art.metrics.get("test", {})
-if test:
+if test.get("confusion_matrix") and test.get("per_class"):
     st.header("Confusion matrix (PrivateTest)")
     normalise = st.radio("Show", ["counts", "row-normalised"], horizontal=True) == "row-normalised"
     cm = np.array(test["confusion_matrix"], dtype=float)
@@ -61,10 +61,16 @@ if test:
 
     st.header("Per-class scores (PrivateTest)")
     st.dataframe(
-        [{"class": name, **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}}
-         for name, row in test["per_class"].items()],
-        width="stretch", hide_index=True,
+        [{"class": name, "precision": 100 * row["precision"], "recall": 100 * row["recall"], "F1": 100 * row["f1"],
+          "support": row["support"]} for name, row in test["per_class"].items()],
+        width="stretch", hide_index=True, column_config={"precision": percent, "recall": percent, "F1": percent},
     )
+
+st.header("In the wild (ExpW)")
+show_in_the_wild(art)
+if recall := art.in_the_wild.get("per_class_recall"):
+    st.dataframe([{"class": name, "recall": 100 * value} for name, value in recall.items()],
+                 width="stretch", hide_index=True, column_config={"recall": percent})
 
 splits = art.metrics.get("dataset", {}).get("splits", {})
 if splits:
@@ -83,10 +89,12 @@ if formats:
     st.header("Exported formats")
     st.dataframe(
         [{"format": name, "file": f["file"], "size (MB)": round(f.get("size_bytes", 0) / 1e6, 2),
-          "PrivateTest accuracy": round(f["test_accuracy"], 4) if "test_accuracy" in f else f.get("error")}
+          "PrivateTest accuracy": 100 * f["test_accuracy"] if "test_accuracy" in f else None,
+          "note": f.get("error", "")}
          for name, f in formats.items()],
-        width="stretch", hide_index=True,
+        width="stretch", hide_index=True, column_config={"PrivateTest accuracy": percent},
     )
 
 st.header("Model card")
-st.markdown(render_model_card(art))
+st.caption(f"Also in the model folder as {CARD_FILE}, with the tables above.")
+st.markdown(render_model_card(art, standalone=False))

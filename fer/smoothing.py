@@ -57,10 +57,8 @@ class FaceSmoother:
         self.tracks.clear()
         self._next_id = 1
 
-    def update(self, faces: list[Face], *, smooth: bool = True) -> list[Face]:
-        """Match this frame's faces to tracks and return them with a track id (`extra["track_id"]`)
-        and, with `smooth`, their probabilities averaged over time; without it, tracking goes on
-        (video keeps its face numbers) and each face keeps this frame's probabilities."""
+    def update(self, faces: list[Face]) -> list[Face]:
+        """Match this frame's faces to tracks and return them with smoothed probabilities and a track id."""
         pairs = sorted(
             ((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks) for fi, f in enumerate(faces)),
             reverse=True,
@@ -80,8 +78,7 @@ class FaceSmoother:
             probs = np.array([face.probabilities[name] for name in CLASS_NAMES])
             if fi in assignment:
                 track = self.tracks[assignment[fi]]
-                alpha = self.alpha if smooth else 1.0
-                track.probabilities = alpha * probs + (1.0 - alpha) * track.probabilities
+                track.probabilities = self.alpha * probs + (1.0 - self.alpha) * track.probabilities
                 track.box, track.missed = face.box, 0
                 track.age += 1
             else:

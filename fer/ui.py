@@ -8,7 +8,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +20,36 @@ import pandas  # noqa: F401  imported eagerly: plotly's lazy import of it raced 
 import plotly.graph_objects as go
 import streamlit as st
 
-from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, EMOTION_COLORS
+import fer.config
+from fer.config import CLASS_NAMES, EMOTION_COLORS
+from fer.drawing import draw_faces, fit_for_display, reading_order
+from fer.images import InvalidImageError, read_image
 from fer.recognition import EmotionRecognizer, Face
-from fer.report import ModelArtifacts
+from fer.report import IN_THE_WILD_FIGURES, ModelArtifacts
+from fer.video import FaceTracks, FrameResult
 
-DEFAULT_STUN = "stun:stun.l.google.com:19302"
+log = logging.getLogger(__name__)
+
+#: What the upload page's file picker and camera accept (the decoder is told the same list).
+PHOTO_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp")
+PHOTO_TYPES_TEXT = "JPG, PNG, WebP or BMP"
+
+
+def get_recognizer(model_dir: Path | str | None = None, backend: str = "auto") -> EmotionRecognizer:
+    """The recognizer for a model folder (default: `fer.config.DEFAULT_MODEL_DIR`), loaded once per process."""
+    return _load_recognizer(str(model_dir or fer.config.DEFAULT_MODEL_DIR), backend)
 
 
 @st.cache_resource(show_spinner="Loading the emotion model ...")
-def get_recognizer(model_dir: str = str(DEFAULT_MODEL_DIR), backend: str = "auto", **settings) -> EmotionRecognizer:
-    """One recognizer per (model, backend, settings) per process, never one per rerun."""
-    return EmotionRecognizer(model_dir, backend, **settings)
+def _load_recognizer(model_dir: str, backend: str) -> EmotionRecognizer:
+    return EmotionRecognizer(model_dir, backend)
+
+
+def show_model_warnings(recognizer: EmotionRecognizer) -> None:
+    """What the library reported while loading the model (a file that failed its check and the format
+    used instead, or a folder without checksums), as visible warnings."""
+    for message in getattr(recognizer, "load_warnings", []):
+        st.warning(escape_markdown(message))
 
 
 @st.cache_data(show_spinner=False)
@@ -38,6 +61,12 @@ def artifacts_for(model_dir: Path | str) -> ModelArtifacts:
     """Cached artifacts, refreshed when metrics.json changes on disk."""
     metrics = Path(model_dir) / "metrics.json"
     return load_artifacts(str(model_dir), metrics.stat().st_mtime if metrics.exists() else 0.0)
+
+
+def escape_markdown(text: str) -> str:
+    """`text` shown literally where Streamlit renders Markdown (file names, messages): every Markdown,
+    emoji-shortcode (`:smile:`), colour (`:red[...]`) and LaTeX (`$`) character is backslash-escaped."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&])", r"\\\1", text)
 
 
 def emotion_hex(name: str) -> str:
@@ -59,7 +88,7 @@ def probability_chart(face: Face, title: str = "") -> go.Figure:
 
 
 def faces_records(faces: list[Face], image_name: str = "") -> list[dict]:
-    """Flat rows (one per face) for tables and CSV/JSON downloads."""
+    """Flat rows (one per face, numbered 1.. in the order given) for tables and CSV/JSON downloads."""
     rows = []
     for i, face in enumerate(faces, 1):
         x, y, w, h = face.box
@@ -70,7 +99,7 @@ def faces_records(faces: list[Face], image_name: str = "") -> list[dict]:
     return rows
 
 
-def records_to_csv(rows: list[dict]) -> str:
+def records_to_csv(rows: Sequence[dict]) -> str:
     if not rows:
         return ""
     buffer = io.StringIO()
@@ -92,31 +121,184 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def ice_servers() -> list[dict]:
-    """STUN by default; TURN from st.secrets["turn"] or FER_TURN_URL/USERNAME/CREDENTIAL.
+# ---------------------------------------------------------------- upload page
 
-    FER_ICE_SERVERS=none configures no ICE server at all (local tests, where no STUN server is reachable).
+
+def upload_limit_mb() -> int:
+    """The per-file upload limit from .streamlit/config.toml, to say it in words."""
+    return int(st.get_option("server.maxUploadSize"))
+
+
+@dataclass
+class PhotoResult:
+    """One photo after detection and classification, or the one-line reason it could not be analysed.
+
+    `faces` are in reading order; face n of the table, charts and downloads is `faces[n - 1]`
+    and carries the label "#n" on `annotated`.
+    """
+
+    name: str
+    faces: list[Face] = field(default_factory=list)
+    annotated: np.ndarray | None = None
+    error: str | None = None
+
+
+def analyse_photo(
+    recognizer: EmotionRecognizer, name: str, source: bytes | np.ndarray, *, whole_image: bool = False
+) -> PhotoResult:
+    """Decode, detect, classify and annotate one photo. Never raises: a photo that fails gets a
+    one-line `error` saying what to do, and the rest of a batch goes on."""
+    try:
+        rgb = source if isinstance(source, np.ndarray) else read_image(source)
+        faces = reading_order(recognizer.predict(rgb, color_order="rgb", whole_image=whole_image))
+        display, shown = fit_for_display(rgb, faces)
+        annotated = draw_faces(display, shown, numbers=range(1, len(faces) + 1))
+    except InvalidImageError as exc:
+        reason = " ".join(str(exc).split()).rstrip(".")
+        return PhotoResult(name, error=f"{name} could not be read: {reason}.")  # the reason says what to do
+    except Exception:  # whatever else goes wrong with one photo must not end the page
+        log.exception("analysing %r failed", name)
+        return PhotoResult(name, error=f"{name} could not be analysed because of an error on our side; the other "
+                                       "photos are not affected. Try another photo, or a smaller copy of this one.")
+    return PhotoResult(name, faces, annotated)
+
+
+@st.cache_data(show_spinner=False)
+def example_image() -> np.ndarray:
+    """A real face photo that ships with scikit-image (public-domain NASA portrait), as RGB."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut())
+
+
+@st.cache_data(show_spinner=False, max_entries=1)
+def annotated_example(model_dir: str) -> np.ndarray | None:
+    """The example photo annotated by the model in `model_dir` (the home page's picture)."""
+    result = analyse_photo(get_recognizer(model_dir), "example", example_image())
+    return result.annotated
+
+
+# ---------------------------------------------------------------- live page
+
+#: The live page keeps at most this many face rows (about 110 bytes each, ~20 minutes of one face at
+#: 30 FPS); when full, the older half is dropped.
+LIVE_MAX_ROWS = 40_000
+#: Each face's timeline shows this many seconds, for at most this many faces ...
+TIMELINE_WINDOW_S, MAX_TIMELINES = 30.0, 4
+#: ... and the page says "no face in view" once frames have come this long without one.
+NO_FACE_HINT_S = 1.5
+
+
+class LiveSession:
+    """What the live page keeps between reruns: every face's rows since START, with face IDs.
+
+    Times count from the first frame after START (the processor's own clock starts at page load).
+    Rows live in two `FaceTracks` halves so memory stays bounded: when the newer half is full,
+    the older one is dropped.
+    """
+
+    def __init__(self, max_rows: int = LIVE_MAX_ROWS):
+        self.max_rows = max_rows
+        self.reset()
+
+    def reset(self) -> None:
+        self._older, self._newer = FaceTracks(), FaceTracks()
+        self.start: float | None = None
+        self.frames = 0
+        self.last_frame_s: float | None = None
+        self.last_face_s: float | None = None
+
+    def add(self, results: Sequence[FrameResult]) -> None:
+        for result in results:
+            if self.start is None:
+                self.start = result.timestamp
+            rebased = replace(result, timestamp=result.timestamp - self.start)
+            if len(self._newer) >= self.max_rows // 2:
+                self._older, self._newer = self._newer, FaceTracks()
+            self._newer.add(rebased)
+            self.frames += 1
+            self.last_frame_s = rebased.timestamp
+            if result.faces:
+                self.last_face_s = rebased.timestamp
+
+    def __len__(self) -> int:
+        return len(self._older) + len(self._newer)
+
+    def _table(self) -> np.ndarray:
+        """`FaceTracks.table` rows of both halves: frame, time_s, face ID, box, 7 probabilities."""
+        return np.concatenate([self._older.table(), self._newer.table()])
+
+    def no_face_in_view(self) -> bool:
+        """Frames have been arriving for `NO_FACE_HINT_S` seconds without a face in them."""
+        if self.last_frame_s is None:
+            return False
+        return self.last_frame_s - (self.last_face_s if self.last_face_s is not None else 0.0) >= NO_FACE_HINT_S
+
+    def recent_faces(self, window_s: float = TIMELINE_WINDOW_S, limit: int = MAX_TIMELINES) -> list[int]:
+        """IDs of the (at most `limit`) faces seen most recently within `window_s`, in ID order."""
+        rows = self._table()
+        if not len(rows):
+            return []
+        rows = rows[rows[:, 1] >= self.last_frame_s - window_s]
+        last_seen: dict[int, float] = {}
+        for time_s, face_id in rows[:, 1:3]:
+            last_seen[int(face_id)] = time_s
+        return sorted(sorted(last_seen, key=last_seen.get, reverse=True)[:limit])
+
+    def timeline(self, face_id: int, window_s: float = TIMELINE_WINDOW_S) -> tuple[np.ndarray, np.ndarray]:
+        """Times (seconds since START) and probabilities (N, 7) of one face over the last `window_s`."""
+        rows = self._table()
+        rows = rows[(rows[:, 2] == face_id) & (rows[:, 1] >= (self.last_frame_s or 0.0) - window_s)]
+        return rows[:, 1], rows[:, 7:]
+
+    def csv(self) -> str:
+        """One row per face per frame, with its face ID (the video page's CSV columns)."""
+        return records_to_csv([*self._older.records("live camera"), *self._newer.records("live camera")])
+
+
+def timeline_chart(times: np.ndarray, probabilities: np.ndarray, title: str, x_title: str = "seconds") -> go.Figure:
+    """The 7 probabilities of one face over time, in the emotions' colours."""
+    fig = go.Figure()
+    for i, name in enumerate(CLASS_NAMES):
+        fig.add_trace(go.Scatter(x=times.tolist(), y=probabilities[:, i].tolist(), name=name, mode="lines",
+                                 line=dict(color=emotion_hex(name))))
+    fig.update_layout(title=title, yaxis=dict(range=[0, 1], tickformat=".0%"), xaxis_title=x_title,
+                      height=280, margin=dict(l=10, r=10, t=40, b=10), legend=dict(font=dict(size=10)))
+    return fig
+
+
+
+def ice_servers() -> list[dict] | None:
+    """ICE servers for WebRTC; None lets streamlit-webrtc choose (see the README).
+
+    - `[turn]` in st.secrets, or FER_TURN_URL / FER_TURN_USERNAME / FER_TURN_CREDENTIAL: Google's
+      STUN server plus that TURN server.
+    - Otherwise None: streamlit-webrtc then uses Cloudflare's or Twilio's TURN service when their
+      credentials are in the environment (CLOUDFLARE_TURN_KEY_ID and CLOUDFLARE_TURN_KEY_API_TOKEN,
+      or TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN), else Google's STUN server.
+    - FER_ICE_SERVERS=none: no ICE server at all (local tests, where no STUN server is reachable).
     """
     if os.environ.get("FER_ICE_SERVERS", "").lower() == "none":
         return []
-    servers: list[dict] = [{"urls": [DEFAULT_STUN]}]
-    turn = {}
     try:
         turn = dict(st.secrets.get("turn", {}))
     except Exception:  # no secrets.toml at all
         turn = {}
     url = turn.get("url") or os.environ.get("FER_TURN_URL")
-    if url:
-        servers.append({
-            "urls": [url],
-            "username": turn.get("username") or os.environ.get("FER_TURN_USERNAME", ""),
-            "credential": turn.get("credential") or os.environ.get("FER_TURN_CREDENTIAL", ""),
-        })
-    return servers
+    if not url:
+        return None
+    return [
+        {"urls": ["stun:stun.l.google.com:19302"]},
+        {"urls": [url], "username": turn.get("username") or os.environ.get("FER_TURN_USERNAME", ""),
+         "credential": turn.get("credential") or os.environ.get("FER_TURN_CREDENTIAL", "")},
+    ]
+
+
+# ---------------------------------------------------------------- home and report pages
 
 
 def show_headline(art: ModelArtifacts) -> None:
-    """The model's headline figures as metric tiles."""
+    """The model's headline figures as metric tiles ("n/a" for a figure the artifacts lack)."""
     figures = art.headline()
     cols = st.columns(len(figures))
     for col, (label, value) in zip(cols, figures.items()):
@@ -130,9 +312,30 @@ def show_headline(art: ModelArtifacts) -> None:
             col.metric(label, f"{value:.1f}")
 
 
-@st.cache_data(show_spinner=False)
-def example_image() -> np.ndarray:
-    """A real face photo that ships with scikit-image (public-domain NASA portrait), as RGB."""
-    from skimage import data
+def show_missing_figures(art: ModelArtifacts) -> None:
+    """Say which figures are missing and why, with the command that recomputes them."""
+    missing = art.missing_figures()
+    if not (art.problems or missing):
+        return
+    why = "; ".join(art.problems) or "metrics.json does not record them"
+    what = ", ".join(missing) if missing else "none of the headline figures"
+    st.warning(escape_markdown(f"Figures missing for {art.name}: {what} ({why}).")
+               + f" Recompute them with `python -m fer.evaluate {escape_markdown(str(art.path))}`.")
 
-    return np.ascontiguousarray(data.astronaut())
+
+def show_in_the_wild(art: ModelArtifacts) -> None:
+    """Accuracy on in-the-wild photos (ExpW) beside FER2013's, or a line saying it is not measured yet."""
+    wild = art.in_the_wild
+    if not wild:
+        st.caption("In-the-wild figures (ExpW photos, found and classified end to end): not recorded for this "
+                   "model yet; `metrics.json` has no `in_the_wild` section.")
+        return
+    names = {"accuracy_all": "accuracy, all faces", "found_rate": "faces found", "accuracy_found": "accuracy, found faces",
+             "macro_f1": "macro-F1"}
+    figures = [(names[key], wild[key]) for key in IN_THE_WILD_FIGURES if isinstance(wild.get(key), (int, float))]
+    cols = st.columns(max(1, len(figures)))
+    for col, (label, value) in zip(cols, figures):
+        col.metric(label, f"{100 * value:.1f} %")
+    st.caption(f"On {wild.get('faces', 'n/a')} labelled faces of in-the-wild photos (ExpW): the photo goes through "
+               "face detection and the model, as an upload does. \"Accuracy, all faces\" counts a face the "
+               "detector missed as wrong.")

@@ -1,22 +1,47 @@
-"""Streamlit pages rendered headlessly with AppTest: no exceptions, and the figures come from the artifacts."""
+"""Streamlit pages rendered headlessly with AppTest: no exceptions, the figures come from the artifacts,
+and every bad input ends in a one-line message while the rest of the page goes on."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import types
 
+import cv2
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer.config import PROJECT_ROOT
+import fer.config
+from fer.config import CLASS_NAMES, PROJECT_ROOT
 
 TIMEOUT = 120
+UPLOAD, LIVE, REPORT = "app_pages/1_Upload.py", "app_pages/2_Live_camera.py", "app_pages/3_Model_report.py"
+
+
+def _app(path: str) -> AppTest:
+    return AppTest.from_file(str(PROJECT_ROOT / path), default_timeout=TIMEOUT)
 
 
 def _run(path: str) -> AppTest:
-    app = AppTest.from_file(str(PROJECT_ROOT / path), default_timeout=TIMEOUT)
+    app = _app(path)
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     return app
+
+
+def _text(app: AppTest) -> str:
+    return " ".join(m.value for m in [*app.markdown, *app.caption, *app.info, *app.warning, *app.error])
+
+
+def _plain(markdown: str) -> str:
+    """Markdown source with its backslash escapes removed: the text a visitor sees."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    return cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
 
 
 @pytest.fixture(scope="module")
@@ -24,101 +49,288 @@ def shipped_metrics(shipped_model_dir) -> dict:
     return json.loads((shipped_model_dir / "metrics.json").read_text())
 
 
-def test_home_shows_the_shipped_models_figures(shipped_metrics):
-    app = _run("streamlit_app.py")
+@pytest.fixture
+def model_copy(tmp_path, shipped_model_dir, monkeypatch):
+    """A copy of the shipped model folder, made the default model, whose artifacts a test may damage."""
+    folder = tmp_path / "copied-model"
+    shutil.copytree(shipped_model_dir, folder, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    monkeypatch.setattr(fer.config, "DEFAULT_MODEL_DIR", folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def group_photo(astronaut_rgb) -> np.ndarray:
+    """Eight copies of the astronaut's face tiled 4 x 2, with no room between them."""
+    face = cv2.resize(astronaut_rgb[10:260, 120:330], (100, 120))
+    tiles = [face if i % 2 else face[:, ::-1] for i in range(8)]
+    return np.vstack([np.hstack(tiles[:4]), np.hstack(tiles[4:])])
+
+
+# ---------------------------------------------------------------- home
+
+
+def test_home_shows_the_shipped_models_figures_and_picture(shipped_metrics):
+    app = _run("streamlit_app.py")  # the navigation's default page is Home
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["PrivateTest accuracy"] == f"{100 * shipped_metrics['test']['accuracy']:.1f} %"
     assert metrics["macro-F1"] == f"{100 * shipped_metrics['test']['macro_f1']:.1f} %"
     assert metrics["parameters"] == f"{shipped_metrics['model']['parameters'] / 1e6:.2f} M"
     captions = " ".join(c.value for c in app.caption)
     assert f"ten-crop {100 * shipped_metrics['tta']['ten-crop']['test_accuracy']:.1f} %" in captions
+    assert len(app.get("image")) == 1  # the annotated example photo
+    if "in_the_wild" not in shipped_metrics:
+        assert "not recorded for this model yet" in captions
     assert not app.error
 
 
+def test_home_shows_in_the_wild_figures_when_recorded(model_copy):
+    metrics = json.loads((model_copy / "metrics.json").read_text())
+    metrics["in_the_wild"] = {"accuracy_all": 0.312, "found_rate": 0.62, "accuracy_found": 0.503, "macro_f1": 0.41,
+                              "per_class_recall": {n: 0.5 for n in CLASS_NAMES}, "faces": 1234}
+    (model_copy / "metrics.json").write_text(json.dumps(metrics))
+    app = _run("streamlit_app.py")
+    metrics_shown = {m.label: m.value for m in app.metric}
+    assert metrics_shown["accuracy, all faces"] == "31.2 %" and metrics_shown["faces found"] == "62.0 %"
+    assert metrics_shown["accuracy, found faces"] == "50.3 %"
+    assert "On 1234 labelled faces" in _text(app)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_home_with_a_damaged_metrics_file_shows_the_model_and_names_the_missing_figures(model_copy, damage):
+    if damage == "corrupt":
+        (model_copy / "metrics.json").write_text('{"test": {"accuracy": 0.5')
+    else:
+        (model_copy / "metrics.json").unlink()
+    app = _run("streamlit_app.py")
+    assert any("copied-model" in _plain(s.value) for s in app.subheader)
+    assert len(app.get("image")) == 1  # the model itself still works
+    warning = _plain(" ".join(w.value for w in app.warning))
+    assert "PrivateTest accuracy" in warning and "metrics.json" in warning and "fer.evaluate" in warning
+    assert "could not be loaded" not in _text(app) and not app.error
+
+
+def test_home_shows_a_model_load_warning(monkeypatch):
+    import fer.ui
+    from fer.recognition import EmotionRecognizer
+
+    def with_warning(model_dir, backend):
+        recognizer = EmotionRecognizer(model_dir, backend)
+        recognizer.load_warnings = ["model.onnx failed its checksum; using model_float32.tflite instead"]
+        return recognizer
+
+    monkeypatch.setattr(fer.ui, "_load_recognizer", with_warning)
+    app = _run("streamlit_app.py")
+    assert any("failed its checksum" in w.value for w in app.warning)
+
+
+# ---------------------------------------------------------------- upload
+
+
+def _upload_app(*files) -> AppTest:
+    app = _run(UPLOAD)
+    app.file_uploader[0].set_value(list(files)).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
 def test_upload_page_annotates_the_example_photo():
-    app = _run("app_pages/1_Upload.py")
-    html = " ".join(m.value for m in app.markdown)
-    assert "faces found: 1" in html
+    app = _run(UPLOAD)
+    assert app.radio(key="source").value == "Upload photos" and not app.dataframe  # nothing until asked
+    assert "up to 25 MB each" in app.file_uploader[0].label and "over 25 MB" in _text(app)
+    app.radio(key="source").set_value("Example photo").run()
+    assert "faces found: 1" in _text(app)
     assert len(app.dataframe) == 1
     row = app.dataframe[0].value
-    assert list(row["label"])[0] in {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}
+    assert list(row["face"]) == [1] and list(row["label"])[0] in CLASS_NAMES
     assert not app.error
 
 
 def test_upload_page_test_time_augmentation_setting():
-    app = _run("app_pages/1_Upload.py")
-    assert app.radio[0].value == "ten-crop"
+    app = _run(UPLOAD)
+    app.radio(key="source").set_value("Example photo").run()
+    tta = next(r for r in app.radio if r.label == "Test-time augmentation")
+    assert tta.value == "ten-crop"
     ten_crop = app.dataframe[0].value
-    app.radio[0].set_value("none").run()
+    tta.set_value("none").run()
     single = app.dataframe[0].value
     assert list(single["x"]) == list(ten_crop["x"])  # same face ...
     assert list(single["happy"]) != list(ten_crop["happy"])  # ... other probabilities
     assert not app.exception
 
 
-def test_upload_page_offers_whole_image_mode_when_no_face(monkeypatch):
-    import numpy as np
+def test_upload_page_detection_sliders_start_at_the_librarys_defaults():
+    from fer.detection import DetectorSettings
 
+    defaults = DetectorSettings()
+    app = _run(UPLOAD)
+    sliders = {s.label: s.value for s in app.slider}
+    assert sliders == {"Scale factor": defaults.scale_factor, "Min neighbours": defaults.min_neighbors,
+                       "Min face size (px)": defaults.min_size}
+
+
+def test_group_photo_faces_are_numbered_in_reading_order_everywhere(group_photo):
+    app = _upload_app(("group.png", _png(group_photo), "image/png"))
+    table = app.dataframe[0].value
+    assert list(table["face"]) == list(range(1, 9))
+    rows = [list(table["x"][:4]), list(table["x"][4:])]
+    assert all(row == sorted(row) for row in rows) and max(table["y"][:4]) < min(table["y"][4:])
+    summary = re.search(r"faces found: 8</span> \((.*)\)", _text(app)).group(1)
+    assert summary == "; ".join(f"#{n} {lab} {c:.0%}" for n, lab, c in zip(table["face"], table["label"], table["confidence"]))
+
+
+def test_every_failing_photo_gets_one_line_and_the_batch_goes_on(monkeypatch, astronaut_rgb):
+    """Issue 12 §3: unreadable, too small and internally failing photos each get a one-line message."""
+    import fer.ui
+
+    real_fit = fer.ui.fit_for_display
+
+    def fail_on_333(image, faces, *args, **kwargs):  # an unexpected error inside the pipeline
+        if image.shape[:2] == (333, 333):
+            raise cv2.error("OpenCV(4.10) resize.cpp:4152: error: (-215:Assertion failed) !ssize.empty()")
+        return real_fit(image, faces, *args, **kwargs)
+
+    monkeypatch.setattr(fer.ui, "fit_for_display", fail_on_333)
+    files = [("tiny.png", _png(np.zeros((4, 4, 3), np.uint8)), "image/png"),
+             ("broken.png", b"\x89PNG\r\n\x1a\n" + bytes(range(200)), "image/png"),
+             ("odd.png", _png(np.full((333, 333, 3), 128, np.uint8)), "image/png"),
+             ("face.png", _png(astronaut_rgb), "image/png")]
+    app = _upload_app(*files)
+    errors = [e.value for e in app.error]
+    assert len(errors) == 3
+    for error, name in zip(errors, ["tiny", "broken", "odd"]):
+        assert error.startswith(f"{name}\\.png could not be"), error
+        assert "\n" not in error and not re.search(r"Traceback|\b[A-Z]\w*(Error|Exception)\b|cv2", error), error
+    assert "other photos are not affected" in errors[2]
+    assert len(app.dataframe) == 1 and list(app.dataframe[0].value["image"]) == ["face.png"]
+
+
+def test_file_names_are_shown_literally_not_as_markdown(astronaut_rgb):
+    name = "my *best* [photo](http://example.org) :smile: $x$.png"
+    app = _upload_app((name, _png(astronaut_rgb), "image/png"))
+    heading = app.subheader[0].value
+    assert heading != name and _plain(heading) == name  # every special character escaped
+
+
+def test_whole_image_mode_replaces_the_no_face_warning(monkeypatch):
     import fer.ui
 
     monkeypatch.setattr(fer.ui, "example_image", lambda: np.full((300, 300, 3), 180, np.uint8))
-    app = _run("app_pages/1_Upload.py")
+    app = _run(UPLOAD)
+    app.radio(key="source").set_value("Example photo").run()
     assert any("No face found" in w.value for w in app.warning)
     app.checkbox(key="whole-0-astronaut.png").check().run()
-    html = " ".join(m.value for m in app.markdown)
-    assert "faces found: 1" in html
+    assert "faces found: 1" in _text(app)
+    assert not any("No face found" in w.value for w in app.warning)
+    assert any("assumes that it shows a face" in i.value for i in app.info)
 
 
-def test_live_page_renders_idle(monkeypatch):
-    """AppTest has no WebRTC runtime, so the component is replaced by an idle stand-in that records
-    its arguments; the real component is exercised by the browser test."""
-    import types
+def test_camera_snapshot_is_analysed_like_an_upload(astronaut_rgb):
+    app = _run(UPLOAD)
+    app.radio(key="source").set_value("Take a photo").run()
+    jpeg = cv2.imencode(".jpg", cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+    app.camera_input[0].set_value(("photo.jpg", jpeg, "image/jpeg")).run()
+    assert not app.exception
+    assert "faces found: 1" in _text(app) and len(app.dataframe) == 1
 
+
+# ---------------------------------------------------------------- live
+
+
+@pytest.fixture
+def fake_streamer(monkeypatch):
+    """AppTest has no WebRTC runtime, so the component is replaced by a stand-in whose state the test
+    sets and which records its arguments; the real component is exercised by the browser test."""
     import streamlit_webrtc
 
+    state = types.SimpleNamespace(playing=False, signalling=False)
     calls = []
 
-    def fake_streamer(**kwargs):
+    def streamer(**kwargs):
         calls.append(kwargs)
-        return types.SimpleNamespace(state=types.SimpleNamespace(playing=False))
+        return types.SimpleNamespace(state=state)
 
-    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", fake_streamer)
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", streamer)
     monkeypatch.setenv("FER_ICE_SERVERS", "none")
-    app = _run("app_pages/2_Live_camera.py")
-    assert calls and callable(calls[0]["video_frame_callback"])
-    assert calls[0]["rtc_configuration"] == {"iceServers": []}
-    assert "frames processed: 0" in " ".join(m.value for m in app.markdown)
+    return types.SimpleNamespace(state=state, calls=calls)
+
+
+def test_live_page_renders_idle(fake_streamer):
+    app = _run(LIVE)
+    assert fake_streamer.calls and callable(fake_streamer.calls[0]["video_frame_callback"])
+    assert fake_streamer.calls[0]["rtc_configuration"] == {"iceServers": []}
+    assert "frames processed: 0" in _text(app)
     assert [t.label for t in app.toggle] == ["Smooth labels over time", "Detect at half resolution"]
+    assert len(app.markdown[0].value.split(". ")) == 2  # an intro of two sentences
     assert not app.error
 
 
-def test_report_page_shows_the_artifacts(shipped_metrics):
-    app = _run("app_pages/3_Model_report.py")
+def test_live_page_timelines_per_face_and_csv_with_face_ids(fake_streamer, group_photo):
+    app = _run(LIVE)
+    processor = app.session_state["live_processor"]
+    processor.detect_downscale = 1.0  # the small faces of this frame need a full-resolution scan
+    frame = cv2.cvtColor(cv2.resize(group_photo, (640, 384)), cv2.COLOR_RGB2BGR)
+    for _ in range(3):
+        processor.process(frame)
+    app.run()
+    charts = app.get("plotly_chart")
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
+    csv = app.session_state["live_session"].csv().splitlines()
+    assert csv[0].split(",")[:4] == ["source", "frame", "time_s", "face"]
+    face_ids = {int(line.split(",")[3]) for line in csv[1:]}
+    assert len(face_ids) >= 6  # most of the eight faces found and tracked
+    # One timeline per face, at most four, each named by the number on its box.
+    assert len(titles) == 4 and {int(t.removeprefix("Face #")) for t in titles} <= face_ids
+    x = json.loads(charts[0].proto.spec)["data"][0]["x"]
+    assert x[0] == 0  # seconds since the first frame after START, not since the page loaded
+
+
+def test_live_page_says_when_no_face_is_in_view(fake_streamer):
+    app = _run(LIVE)
+    processor = app.session_state["live_processor"]
+    session = app.session_state["live_session"]
+    for _ in range(3):
+        processor.process(np.full((480, 640, 3), 90, np.uint8))
+    session.add(processor.drain())
+    session.last_frame_s = 2.0  # frames without a face for two seconds
+    fake_streamer.state.playing = True
+    fake_streamer.state.signalling = True
+    app.run()
+    assert any("No face in view" in i.value for i in app.info)
+
+
+def test_live_page_points_to_the_camera_snapshot_when_the_stream_does_not_connect(fake_streamer):
+    import time
+
+    fake_streamer.state.signalling = True  # START pressed, no stream yet
+    app = _app("streamlit_app.py")  # through the navigation: the page links to another page
+    app.switch_page(LIVE).run()
+    assert not app.exception and not any("has not connected" in w.value for w in app.warning)
+    app.session_state["live_connect_started"] = time.monotonic() - 60
+    app.run()
+    assert any("has not connected" in w.value for w in app.warning)
+    assert any("Upload" in link.proto.page for link in app.get("page_link"))
+
+
+# ---------------------------------------------------------------- report
+
+
+def test_report_page_shows_the_artifacts_in_percent(shipped_metrics):
+    app = _run(REPORT)
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["PublicTest accuracy"] == f"{100 * shipped_metrics['val']['accuracy']:.1f} %"
     per_class = app.dataframe[0].value
     assert list(per_class["class"]) == list(shipped_metrics["test"]["per_class"])
+    assert list(per_class["recall"]) == pytest.approx([100 * r["recall"] for r in shipped_metrics["test"]["per_class"].values()])
     assert list(per_class["support"]) == [r["support"] for r in shipped_metrics["test"]["per_class"].values()]
+    formats = app.dataframe[-1].value
+    assert list(formats["PrivateTest accuracy"]) == pytest.approx(
+        [100 * f["test_accuracy"] for f in shipped_metrics["formats"].values()])
     headers = [h.value for h in app.header]
-    assert {"Training curves", "Confusion matrix (PrivateTest)", "Model card"} <= set(headers)
+    assert {"Training curves", "Confusion matrix (PrivateTest)", "In the wild (ExpW)", "Model card"} <= set(headers)
+    card = " ".join(m.value for m in app.markdown)
+    assert "# Model card" not in card and "| class |" not in card  # one heading, no table shown twice
+    recalls = {n: r["recall"] for n, r in shipped_metrics["test"]["per_class"].items()}
+    weakest = min(recalls, key=recalls.get)
+    assert f"{weakest.capitalize()} has the weakest PrivateTest recall" in card
     app.radio[0].set_value("row-normalised").run()
     assert not app.exception
-
-
-def test_navigation_lists_every_page_script_once():
-    """The entry point names each script in app_pages/ once, and no pages/ folder exists: Streamlit
-    would list that folder too on a session's first run (the sidebar would say "streamlit app")."""
-    import re
-
-    assert not (PROJECT_ROOT / "pages").exists(), "page scripts go in app_pages/, with one st.Page line in streamlit_app.py"
-    listed = re.findall(r'^\s*st\.Page\("(app_pages/[^"]+)"', (PROJECT_ROOT / "streamlit_app.py").read_text(), re.M)
-    assert sorted(listed) == sorted(f"app_pages/{p.name}" for p in (PROJECT_ROOT / "app_pages").glob("*.py"))
-
-
-def test_shipped_config_hides_tracebacks_toolbar_and_file_watcher():
-    import tomllib
-
-    config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
-    assert config["client"]["showErrorDetails"] == "none"  # a deployed app shows no stack trace
-    assert config["client"]["toolbarMode"] == "minimal"  # no "Deploy" button
-    assert config["server"]["fileWatcherType"] == "none"  # no inotify scan of the .venv inside the project

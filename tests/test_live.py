@@ -1,21 +1,49 @@
-"""Live-page pieces that live in the library: tracking without smoothing keeps face IDs."""
+"""The live page's session: times from START, face IDs, bounded memory, and the no-face hint."""
 
 from __future__ import annotations
 
 from fer.config import CLASS_NAMES
 from fer.recognition import Face
-from fer.smoothing import FaceSmoother
+from fer.ui import LiveSession
+from fer.video import FrameResult
 
 
-def _face(box, label: str) -> Face:
-    return Face(box=box, probabilities={n: 0.7 if n == label else 0.05 for n in CLASS_NAMES})
+def _frame(index: int, time_s: float, face_ids: list[int]) -> FrameResult:
+    faces = [Face(box=(10 * i, 0, 50, 50), probabilities={n: 1 / len(CLASS_NAMES) for n in CLASS_NAMES},
+                  extra={"track_id": i}) for i in face_ids]
+    return FrameResult(index, time_s, 5.0, faces)
 
 
-def test_tracking_without_smoothing_keeps_ids_and_this_frames_probabilities():
-    smoother = FaceSmoother(alpha=0.3)
-    smoother.update([_face((0, 0, 50, 50), "happy"), _face((200, 0, 50, 50), "sad")], smooth=False)
-    moved = smoother.update([_face((204, 2, 50, 50), "angry"), _face((3, 1, 50, 50), "happy")], smooth=False)
-    assert [f.extra["track_id"] for f in moved] == [2, 1]  # followed by overlap, whatever the order
-    assert moved[0].label == "angry" and abs(moved[0].confidence - 0.7) < 1e-6  # no averaging with "sad"
-    smoothed = smoother.update([_face((204, 2, 50, 50), "sad")])  # smoothing back on: averages from here
-    assert smoothed[0].extra["track_id"] == 2 and smoothed[0].probabilities["angry"] > 0.05
+def test_times_count_from_the_first_frame_and_rows_keep_face_ids():
+    session = LiveSession()
+    session.add([_frame(1, 6.2, [1]), _frame(2, 6.7, [1, 2]), _frame(3, 7.2, [2])])
+    times, probabilities = session.timeline(1)
+    assert list(times) == [0.0, 0.5] and probabilities.shape == (2, len(CLASS_NAMES))
+    assert session.recent_faces() == [1, 2]
+    rows = session.csv().splitlines()
+    assert [r.split(",")[3] for r in rows[1:]] == ["1", "1", "2", "2"]
+
+
+def test_memory_is_bounded_and_the_newest_rows_stay():
+    session = LiveSession(max_rows=100)
+    session.add([_frame(i, i / 30, [1]) for i in range(1000)])
+    assert 50 <= len(session) <= 100
+    times, _ = session.timeline(1, window_s=1e9)
+    assert times[-1] == (999 - 0) / 30 and times[0] > 0
+
+
+def test_recent_faces_are_at_most_the_limit_and_drop_faces_gone_for_long():
+    session = LiveSession()
+    session.add([_frame(0, 0.0, [9])] + [_frame(i, i, [1, 2, 3, 4, 5]) for i in range(1, 60)])
+    assert session.recent_faces(window_s=30, limit=4) == [1, 2, 3, 4]
+    assert 9 not in session.recent_faces(window_s=30, limit=10)
+
+
+def test_no_face_hint_after_frames_without_a_face():
+    session = LiveSession()
+    session.add([_frame(0, 0.0, [1]), _frame(1, 1.0, [])])
+    assert not session.no_face_in_view()
+    session.add([_frame(2, 2.0, [])])
+    assert session.no_face_in_view()
+    session.add([_frame(3, 2.1, [1])])
+    assert not session.no_face_in_view()
