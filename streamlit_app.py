@@ -14,7 +14,7 @@ navigation = st.navigation([
     st.Page("app_pages/0_Home.py", title="Home", icon=":material/home:", default=True),
     st.Page("app_pages/1_Upload.py", title="Upload photos", icon=":material/upload:", url_path="Upload"),
     st.Page("app_pages/2_Live_camera.py", title="Live camera", icon=":material/videocam:", url_path="Live_camera"),
-    # Video files go here: st.Page("app_pages/4_Video.py", title="Video file", icon=":material/movie:", url_path="Video"),
+    st.Page("app_pages/4_Video.py", title="Video file", icon=":material/movie:", url_path="Video"),
     st.Page("app_pages/3_Model_report.py", title="Model report", icon=":material/monitoring:", url_path="Model_report"),
 ])
 navigation.run()
