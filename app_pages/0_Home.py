@@ -31,20 +31,19 @@ c1.page_link("app_pages/1_Upload.py", label="Upload photos", icon=":material/upl
 c2.page_link("app_pages/2_Live_camera.py", label="Live camera", icon=":material/videocam:")
 c3.page_link("app_pages/3_Model_report.py", label="Model report", icon=":material/monitoring:")
 
-picture, figures = st.columns([2, 3])
-
 try:
     recognizer = get_recognizer(model_dir)
 except Exception as exc:  # the figures below still show; the pages that need the model say so too
     recognizer = None
-    figures.error(escape_markdown(f"The emotion model in {model_dir} could not be loaded: {exc}")
-                  + " Reinstall the app, or point `FER_MODEL_DIR` at a trained model folder.")
+    st.error(escape_markdown(f"The emotion model in {model_dir} could not be loaded: {exc}")
+             + " Reinstall the app, or point `FER_MODEL_DIR` at a trained model folder.")
 else:
-    with figures:
-        show_model_warnings(recognizer)
-    example = annotated_example(str(model_dir))
-    if example is not None:
-        picture.image(example, caption="The example photo of the Upload page, as the model sees it.", width="stretch")
+    show_model_warnings(recognizer)
+
+picture, figures = st.columns([2, 3], gap="large")
+example = annotated_example(str(model_dir)) if recognizer is not None else None
+if example is not None:
+    picture.image(example, caption="The Upload page's example photo, as the model sees it.", width="stretch")
 
 with figures:
     try:
@@ -55,7 +54,8 @@ with figures:
     st.subheader(f"The model: {escape_markdown(art.name)}", anchor=False)
     st.write("Faces are found with OpenCV's Haar cascade and classified by a compact CNN trained from scratch on "
              "FER2013 (48x48 grey faces).")
-    show_headline(art)
+    st.markdown("**On FER2013's test photos**")
+    show_headline(art, only=("PrivateTest accuracy", "macro-F1", "PublicTest accuracy"), per_row=3)
     show_missing_figures(art)
     if protocol := art.metrics.get("protocol"):
         st.caption(escape_markdown(protocol))
@@ -65,7 +65,10 @@ with figures:
             + ", ".join(f"{mode} {100 * r['test_accuracy']:.1f} %" for mode, r in tta.items())
             + f" PrivateTest accuracy. The live page uses {DEFAULT_TTA}, the upload page {PHOTO_TTA}."
         )
-    st.subheader("In the wild", anchor=False)
-    show_in_the_wild(art)
-    if recognizer is not None:
-        st.caption(f"Inference backend: {recognizer.backend_name}")
+    st.markdown("**On photos from the wild (ExpW)**")
+    show_in_the_wild(art, per_row=2)
+    size = art.headline()
+    details = [f"{size['parameters'] / 1e6:.2f} M parameters" if size["parameters"] else "",
+               f"{size['size (MB)']:.1f} MB" if size["size (MB)"] else "",
+               f"inference backend: {recognizer.backend_name}" if recognizer is not None else ""]
+    st.caption(" · ".join(d for d in details if d))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fer.config import CLASS_NAMES
 from fer.tta import PHOTO_TTA, TTA_MODES
 from fer.ui import (
     PHOTO_TYPES,
@@ -23,6 +24,8 @@ from fer.ui import (
 )
 
 UPLOAD, CAMERA, EXAMPLE = "Upload photos", "Take a photo", "Example photo"
+#: The table shows probabilities in percent, as the image and the charts do; the downloads keep fractions.
+PERCENT_COLUMNS = {name: st.column_config.NumberColumn(format="percent") for name in ("confidence", *CLASS_NAMES)}
 
 st.title("Upload photos")
 st.write(
@@ -108,7 +111,7 @@ for index, (name, data) in enumerate(photos):
             probability_chart(face, f"Face #{number}: {face.label} {face.confidence:.0%}"),
             width="stretch", key=f"chart-{index}-{number}",
         )
-    st.dataframe(rows, width="stretch", hide_index=True)
+    st.dataframe(rows, width="stretch", hide_index=True, column_config=PERCENT_COLUMNS)
     d1, d2, d3 = st.columns(3)
     stem = name.rsplit(".", 1)[0]
     d1.download_button("Annotated image (PNG)", png_bytes(result.annotated), f"{stem}_annotated.png", "image/png",

@@ -129,7 +129,7 @@ class ModelArtifacts:
             return ""
         shown = " then ".join(f"{run.name} ({len(run.history.get('epoch', []))} epochs)" for run in runs)
         if missing:
-            return (f"These curves show only {shown}: it continued from the weights of `{missing}`, whose "
+            return (f"These curves show only {shown}: it continued from the weights of {missing}, whose "
                     "training history is not available here.")
         return f"These curves show the whole training: {shown}, each run a warm restart of the one before."
 
@@ -191,10 +191,11 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
     m, cfg, tr = art.metrics, art.config, art.training
     model, test = m.get("model", {}), m.get("test", {})
     lines = [f"# Model card: {art.name}", ""] if standalone else []
+    section = "##" if standalone else "####"  # on the page, below its own "Model card" header
     lines += [
         "Facial-expression classifier for 48x48 grayscale faces, 7 classes: " + ", ".join(CLASS_NAMES) + ".",
         "",
-        "## Figures (recomputed by `python -m fer.evaluate`)",
+        f"{section} Figures (recomputed by `python -m fer.evaluate`)",
         "",
         f"- Protocol: {m.get('protocol', 'n/a')}",
         f"- PrivateTest accuracy: **{_pct(test.get('accuracy'))}** on {test.get('images', 'n/a')} images",
@@ -213,14 +214,14 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
                          f"| {row['support']} |")
     wild = art.in_the_wild
     if wild:
-        lines += ["", f"## In the wild (ExpW, {wild.get('faces', 'n/a')} labelled faces)", ""]
+        lines += ["", f"{section} In the wild (ExpW, {wild.get('faces', 'n/a')} labelled faces)", ""]
         lines += [f"- {_pct(wild[key], 1)} {text}" for key, text in IN_THE_WILD_FIGURES.items() if key in wild]
         recall = wild.get("per_class_recall", {})
         if standalone and recall:
             lines += ["", "| class | recall |", "|---|---|"] + [f"| {n} | {_pct(r, 1)} |" for n, r in recall.items()]
     lines += [
         "",
-        "## Model",
+        f"{section} Model",
         "",
         f"- Architecture: `{model.get('architecture', cfg.get('architecture', 'n/a'))}`, "
         f"{model.get('parameters', 'n/a'):,} parameters" if isinstance(model.get("parameters"), int)
@@ -242,7 +243,7 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
                 lines.append(f"| {name} | {fmt['file']} | - | error: {fmt['error']} |")
             else:
                 lines.append(f"| {name} | {fmt['file']} | {fmt['size_bytes'] / 1e6:.2f} MB | {_pct(fmt['test_accuracy'])} |")
-    lines += ["", "## Training", ""]
+    lines += ["", f"{section} Training", ""]
     if cfg:
         keys = ("epochs", "batch_size", "optimizer", "learning_rate", "schedule", "label_smoothing",
                 "class_weight_power", "early_stopping_patience", "seed")
@@ -262,7 +263,7 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
             f"- Epochs run: {tr.get('epochs_run', 'n/a')}; training time {tr.get('total_epoch_seconds', 0) / 60:.1f} min; "
             f"{tr.get('images_per_second', 0):.0f} training images/s",
         ]
-    lines += ["", "## Limits", ""] + [f"- {sentence}" for sentence in limits_sentences(art)] + [""]
+    lines += ["", f"{section} Limits", ""] + [f"- {sentence}" for sentence in limits_sentences(art)] + [""]
     return "\n".join(lines)
 
 

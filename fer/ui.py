@@ -185,6 +185,8 @@ def annotated_example(model_dir: str) -> np.ndarray | None:
 LIVE_MAX_ROWS = 40_000
 #: Each face's timeline shows this many seconds, for at most this many faces ...
 TIMELINE_WINDOW_S, MAX_TIMELINES = 30.0, 4
+#: A face gets a timeline once it has been seen in this many frames.
+MIN_TIMELINE_FRAMES = 5
 #: ... and the page says "no face in view" once frames have come this long without one.
 NO_FACE_HINT_S = 1.5
 
@@ -234,15 +236,19 @@ class LiveSession:
             return False
         return self.last_frame_s - (self.last_face_s if self.last_face_s is not None else 0.0) >= NO_FACE_HINT_S
 
-    def recent_faces(self, window_s: float = TIMELINE_WINDOW_S, limit: int = MAX_TIMELINES) -> list[int]:
-        """IDs of the (at most `limit`) faces seen most recently within `window_s`, in ID order."""
+    def recent_faces(self, window_s: float = TIMELINE_WINDOW_S, limit: int = MAX_TIMELINES,
+                     min_frames: int = MIN_TIMELINE_FRAMES) -> list[int]:
+        """IDs of the (at most `limit`) faces seen most recently within `window_s`, in ID order.
+
+        A face needs `min_frames` frames in the window to count: a track that lived for a frame or
+        two (a face found again after a jump, a false detection) would only give an empty chart.
+        """
         rows = self._table()
         if not len(rows):
             return []
         rows = rows[rows[:, 1] >= self.last_frame_s - window_s]
-        last_seen: dict[int, float] = {}
-        for time_s, face_id in rows[:, 1:3]:
-            last_seen[int(face_id)] = time_s
+        ids, counts = np.unique(rows[:, 2].astype(int), return_counts=True)
+        last_seen = {int(i): float(rows[rows[:, 2] == i, 1].max()) for i, n in zip(ids, counts) if n >= min_frames}
         return sorted(sorted(last_seen, key=last_seen.get, reverse=True)[:limit])
 
     def timeline(self, face_id: int, window_s: float = TIMELINE_WINDOW_S) -> tuple[np.ndarray, np.ndarray]:
@@ -297,19 +303,26 @@ def ice_servers() -> list[dict] | None:
 # ---------------------------------------------------------------- home and report pages
 
 
-def show_headline(art: ModelArtifacts) -> None:
-    """The model's headline figures as metric tiles ("n/a" for a figure the artifacts lack)."""
-    figures = art.headline()
-    cols = st.columns(len(figures))
-    for col, (label, value) in zip(cols, figures.items()):
+def _tiles(figures: Sequence[tuple[str, str]], per_row: int) -> None:
+    """Metric tiles, at most `per_row` side by side so that values are never cut short."""
+    for start in range(0, len(figures), per_row):
+        cols = st.columns(per_row)
+        for col, (label, value) in zip(cols, figures[start:start + per_row]):
+            col.metric(label, value)
+
+
+def show_headline(art: ModelArtifacts, only: Sequence[str] | None = None, per_row: int = 5) -> None:
+    """The model's headline figures (`only` these, if given) as metric tiles; "n/a" where the artifacts lack one."""
+
+    def shown(label: str, value) -> str:
         if value is None:
-            col.metric(label, "n/a")
-        elif label.endswith("accuracy") or label == "macro-F1":
-            col.metric(label, f"{100 * value:.1f} %")
-        elif label == "parameters":
-            col.metric(label, f"{value / 1e6:.2f} M")
-        else:
-            col.metric(label, f"{value:.1f}")
+            return "n/a"
+        if label.endswith("accuracy") or label == "macro-F1":
+            return f"{100 * value:.1f} %"
+        return f"{value / 1e6:.2f} M" if label == "parameters" else f"{value:.1f}"
+
+    _tiles([(label, shown(label, value)) for label, value in art.headline().items() if only is None or label in only],
+           per_row)
 
 
 def show_missing_figures(art: ModelArtifacts) -> None:
@@ -323,7 +336,7 @@ def show_missing_figures(art: ModelArtifacts) -> None:
                + f" Recompute them with `python -m fer.evaluate {escape_markdown(str(art.path))}`.")
 
 
-def show_in_the_wild(art: ModelArtifacts) -> None:
+def show_in_the_wild(art: ModelArtifacts, per_row: int = 4) -> None:
     """Accuracy on in-the-wild photos (ExpW) beside FER2013's, or a line saying it is not measured yet."""
     wild = art.in_the_wild
     if not wild:
@@ -332,10 +345,8 @@ def show_in_the_wild(art: ModelArtifacts) -> None:
         return
     names = {"accuracy_all": "accuracy, all faces", "found_rate": "faces found", "accuracy_found": "accuracy, found faces",
              "macro_f1": "macro-F1"}
-    figures = [(names[key], wild[key]) for key in IN_THE_WILD_FIGURES if isinstance(wild.get(key), (int, float))]
-    cols = st.columns(max(1, len(figures)))
-    for col, (label, value) in zip(cols, figures):
-        col.metric(label, f"{100 * value:.1f} %")
+    _tiles([(names[key], f"{100 * wild[key]:.1f} %") for key in IN_THE_WILD_FIGURES
+            if isinstance(wild.get(key), (int, float))], per_row)
     st.caption(f"On {wild.get('faces', 'n/a')} labelled faces of in-the-wild photos (ExpW): the photo goes through "
                "face detection and the model, as an upload does. \"Accuracy, all faces\" counts a face the "
                "detector missed as wrong.")

@@ -74,8 +74,8 @@ def test_home_shows_the_shipped_models_figures_and_picture(shipped_metrics):
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["PrivateTest accuracy"] == f"{100 * shipped_metrics['test']['accuracy']:.1f} %"
     assert metrics["macro-F1"] == f"{100 * shipped_metrics['test']['macro_f1']:.1f} %"
-    assert metrics["parameters"] == f"{shipped_metrics['model']['parameters'] / 1e6:.2f} M"
     captions = " ".join(c.value for c in app.caption)
+    assert f"{shipped_metrics['model']['parameters'] / 1e6:.2f} M parameters" in captions
     assert f"ten-crop {100 * shipped_metrics['tta']['ten-crop']['test_accuracy']:.1f} %" in captions
     assert len(app.get("image")) == 1  # the annotated example photo
     if "in_the_wild" not in shipped_metrics:
@@ -269,7 +269,7 @@ def test_live_page_timelines_per_face_and_csv_with_face_ids(fake_streamer, group
     processor = app.session_state["live_processor"]
     processor.detect_downscale = 1.0  # the small faces of this frame need a full-resolution scan
     frame = cv2.cvtColor(cv2.resize(group_photo, (640, 384)), cv2.COLOR_RGB2BGR)
-    for _ in range(3):
+    for _ in range(6):  # a face gets a timeline once seen in five frames
         processor.process(frame)
     app.run()
     charts = app.get("plotly_chart")
