@@ -28,6 +28,8 @@ MODEL_FILENAME = "model.keras"
 DEFAULT_DATA_DIR = Path(
     os.environ.get("FER2013_DIR") or PROJECT_ROOT.parent / "shared" / "datasets" / "fer2013"
 )
+#: ExpW in-the-wild photos (a validation set for the whole pipeline, never trained on): $EXPW_DIR or ../shared/datasets/expw.
+DEFAULT_EXPW_DIR = Path(os.environ.get("EXPW_DIR") or PROJECT_ROOT.parent / "shared" / "datasets" / "expw")
 #: Decoded arrays are cached here so that loading the dataset a second time takes well under a second.
 CACHE_DIR = Path(os.environ.get("FER_CACHE_DIR", Path.home() / ".cache" / "fer"))
 

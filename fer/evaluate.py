@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fer.backends import BACKEND_FILES, ModelLoadError, available_backends, load_backend
-from fer.config import CLASS_NAMES, DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
+from fer.config import CLASS_NAMES, DEFAULT_DATA_DIR, DEFAULT_EXPW_DIR, DEFAULT_MODEL_DIR
 from fer.data import Dataset, Split, load_dataset
 from fer.tta import TTA_MODES, predict_with_tta
 
@@ -37,10 +37,17 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
 
 
 def classification_report(labels: np.ndarray, predicted: np.ndarray) -> dict:
-    """Accuracy, macro-F1 and per-class precision / recall / F1 / support from the confusion matrix."""
-    cm = confusion_matrix(labels, predicted)
+    """Accuracy, macro-F1 and per-class precision / recall / F1 / support from the confusion matrix.
+
+    A prediction of -1 means none was made (a face the detector missed in a photo): it is wrong,
+    lowers its class's recall and counts in no class's precision.
+    """
+    num_classes = len(CLASS_NAMES)
+    predicted = np.where(np.asarray(predicted) < 0, num_classes, predicted)
+    with_missed = confusion_matrix(np.asarray(labels), predicted, num_classes + 1)[:num_classes]
+    cm = with_missed[:, :num_classes]
     true_pos = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1)
+    support = with_missed.sum(axis=1)
     predicted_count = cm.sum(axis=0)
     precision = np.divide(true_pos, predicted_count, out=np.zeros_like(true_pos), where=predicted_count > 0)
     recall = np.divide(true_pos, support, out=np.zeros_like(true_pos), where=support > 0)
@@ -65,8 +72,11 @@ def evaluate_backend(backend, data: Dataset, tta: str = "none") -> dict:
     return {"test": test, "val": {"accuracy": val["accuracy"], "macro_f1": val["macro_f1"], "images": val["images"]}}
 
 
-def evaluate_model_dir(model_dir: Path, data: Dataset, formats: list[str] | None = None) -> dict:
-    """Evaluate the Keras model and every exported format present; write metrics.json and the card."""
+def evaluate_model_dir(
+    model_dir: Path, data: Dataset, formats: list[str] | None = None, wild_dir: Path | None = None, wild: bool = True,
+) -> dict:
+    """Evaluate the Keras model and every exported format present, and the whole pipeline on
+    in-the-wild photos when they are available; write metrics.json and the card."""
     model_dir = Path(model_dir)
     keras_backend = load_backend(model_dir, "keras")
     main = evaluate_backend(keras_backend, data)
@@ -106,6 +116,12 @@ def evaluate_model_dir(model_dir: Path, data: Dataset, formats: list[str] | None
             "val_accuracy": result["val"]["accuracy"],
             "val_macro_f1": result["val"]["macro_f1"],
         }
+    if wild:
+        from fer.recognition import EmotionRecognizer
+        from fer.tta import PHOTO_TTA
+        from fer.wild import evaluate_wild_section
+
+        metrics["in_the_wild"] = evaluate_wild_section(EmotionRecognizer(model_dir, tta=PHOTO_TTA), wild_dir)
     for extra in ("train_config.json", "training.json"):
         path = model_dir / extra
         if path.exists():
@@ -126,9 +142,6 @@ def model_summary(model_dir: Path, model) -> dict:
         "size_bytes": path.stat().st_size,
         "input_shape": list(model.input_shape[1:]),
         "classes": list(CLASS_NAMES),
-        "inference_blur_sigma": next(
-            (float(layer.sigma) for layer in model.layers if layer.__class__.__name__ == "InferenceBlur"), None
-        ),
     }
 
 
@@ -136,10 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", type=Path, nargs="?", default=DEFAULT_MODEL_DIR)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FER2013 folder or fer2013.csv")
+    parser.add_argument("--expw", type=Path, default=DEFAULT_EXPW_DIR,
+                        help="ExpW in-the-wild photos for the whole-pipeline section (skipped, and said so, when absent)")
     args = parser.parse_args(argv)
     try:
         data = load_dataset(args.data)
-        metrics = evaluate_model_dir(args.model_dir, data)
+        metrics = evaluate_model_dir(args.model_dir, data, wild_dir=args.expw)
     except (OSError, ValueError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -152,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<12} {fmt['size_bytes'] / 1e6:7.2f} MB  PrivateTest {fmt['test_accuracy']:.4f}")
     for mode, result in metrics["tta"].items():
         print(f"  TTA {mode:<8} PrivateTest {result['test_accuracy']:.4f}, PublicTest {result['val_accuracy']:.4f}")
+    wild = metrics.get("in_the_wild", {})
+    if "skipped" in wild:
+        print(f"  in the wild: skipped ({wild['skipped']})")
+    elif wild:
+        print(f"  in the wild ({wild['faces']} faces): all {wild['accuracy_all']:.4f}, found {wild['found_rate']:.4f}, "
+              f"on found {wild['accuracy_found']:.4f}, macro-F1 {wild['macro_f1']:.4f}")
     return 0
 
 

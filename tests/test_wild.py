@@ -1,0 +1,81 @@
+"""The in-the-wild (ExpW) protocol: arithmetic by hand, and the shipped figures recomputed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR
+from fer.wild import CHECK_SUBSET, box_iou, evaluate_wild_section, load_labels, match_face, wild_report
+
+
+def test_box_iou_by_hand():
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == pytest.approx(1.0)
+    assert box_iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+
+
+def test_match_takes_the_best_overlap_above_the_threshold():
+    labelled = (10, 10, 100, 100)
+    assert match_face([], labelled) is None
+    assert match_face([(200, 200, 50, 50)], labelled) is None
+    assert match_face([(0, 0, 40, 40), (15, 12, 95, 95), (300, 0, 10, 10)], labelled) == 1
+
+
+def test_a_missed_face_counts_as_wrong():
+    labels = np.array([0, 0, 3, 3])
+    predicted = np.array([0, -1, 3, 0])  # one right, one missed, one right, one wrong
+    report = wild_report(labels, predicted, other_detections=2)
+    assert report["accuracy_all"] == pytest.approx(2 / 4)
+    assert report["found_rate"] == pytest.approx(3 / 4)
+    assert report["accuracy_found"] == pytest.approx(2 / 3)
+    assert report["per_class_recall"]["angry"] == pytest.approx(1 / 2)
+    assert report["per_class_recall"]["happy"] == pytest.approx(1 / 2)
+    assert report["missed_per_class"]["angry"] == 1
+    assert report["other_detections_per_photo"] == pytest.approx(0.5)
+    # angry: precision 1/2 (one of two "angry" predictions right), recall 1/2; happy: precision 1, recall 1/2.
+    assert report["macro_f1"] == pytest.approx((0.5 + 2 / 3) / len(CLASS_NAMES))
+
+
+def test_absent_data_is_skipped_with_a_reason(tmp_path):
+    section = evaluate_wild_section(recognizer=None, root=tmp_path / "nowhere")
+    assert "skipped" in section and "nowhere" in section["skipped"]
+
+
+@pytest.fixture(scope="module")
+def expw_dir():
+    if not (DEFAULT_EXPW_DIR / "labels.csv").is_file():
+        pytest.skip(f"ExpW not found at {DEFAULT_EXPW_DIR} (set EXPW_DIR); CI has it")
+    return DEFAULT_EXPW_DIR
+
+
+def test_check_subset_is_class_balanced_and_fixed(expw_dir):
+    subset = load_labels(expw_dir, CHECK_SUBSET)
+    counts = np.bincount([f.label for f in subset], minlength=len(CLASS_NAMES))
+    assert counts.min() == counts.max() == CHECK_SUBSET // len(CLASS_NAMES)
+    assert [f.path for f in subset] == [f.path for f in load_labels(expw_dir, CHECK_SUBSET)]
+
+
+def test_shipped_in_the_wild_figures_match_a_fresh_run(expw_dir, shipped_model_dir):
+    from fer.recognition import EmotionRecognizer
+    from fer.wild import run_pipeline
+
+    stored = json.loads((shipped_model_dir / "metrics.json").read_text())["in_the_wild"]
+    assert stored["faces"] == len(load_labels(expw_dir))
+    settings = {k: v for k, v in stored["settings"].items() if k not in ("tta", "backend")}
+    recognizer = EmotionRecognizer(shipped_model_dir, stored["settings"]["backend"], tta=stored["settings"]["tta"])
+    assert {k: v for k, v in recognizer_settings(recognizer).items() if k in settings} == settings
+    fresh = run_pipeline(recognizer, load_labels(expw_dir, CHECK_SUBSET)).report()
+    expected = stored["check_subset"]
+    assert fresh["faces"] == expected["faces"]
+    for key in ("accuracy_all", "found_rate", "accuracy_found", "macro_f1"):
+        assert fresh[key] == pytest.approx(expected[key], abs=0.005), key
+    assert fresh["single_crop"]["accuracy_all"] == pytest.approx(expected["single_crop"]["accuracy_all"], abs=0.005)
+
+
+def recognizer_settings(recognizer) -> dict:
+    from fer.wild import pipeline_settings
+
+    return pipeline_settings(recognizer)
