@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR
-from fer.detection import Box
+from fer.detection import Box, box_iou
 from fer.images import InvalidImageError, read_image
 
 #: A detection counts as the labelled face when their boxes overlap by at least this IoU.
@@ -62,17 +62,6 @@ def load_labels(root: Path | str = DEFAULT_EXPW_DIR, limit: int | None = None) -
             subset.extend(members[::step][:per_class])
         faces = subset
     return faces
-
-
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    inter_w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    inter_h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = inter_w * inter_h
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
 
 
 def match_face(detections: list[Box], labelled: Box) -> int | None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR
-from fer.wild import CHECK_SUBSET, box_iou, evaluate_wild_section, load_labels, match_face, wild_report
+from fer.detection import box_iou
+from fer.wild import CHECK_SUBSET, evaluate_wild_section, load_labels, match_face, wild_report
 
 
 def test_box_iou_by_hand():
