@@ -54,6 +54,7 @@ def ablation_rows(runs: list[ModelArtifacts]) -> list[dict]:
             "test_accuracy": metrics.get("test", {}).get("accuracy"),
             "epochs": training.get("epochs_run"),
             "hours": (training.get("total_epoch_seconds") or 0) / 3600,
+            "images_per_second": training.get("images_per_second"),
             "hardware": training.get("hardware", "unknown"),
         })
     if runs:
@@ -77,14 +78,15 @@ def render(rows: list[dict]) -> str:
         "record only.",
         "",
         "| run | change against the row above | parameters | PublicTest accuracy | PublicTest macro-F1 "
-        "| PrivateTest accuracy | epochs | training time (h) | hardware |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| PrivateTest accuracy | epochs | training time (h) | training images/s | hardware |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         params = f"{r['parameters']:,}" if r["parameters"] else "n/a"
+        speed = f"{r['images_per_second']:.0f}" if r.get("images_per_second") else "n/a"
         lines.append(
             f"| {r['run']} | {r['change']} | {params} | {pct(r['val_accuracy'])} | {pct(r['val_macro_f1'])} "
-            f"| {pct(r['test_accuracy'])} | {r['epochs']} | {r['hours']:.2f} | {r['hardware']} |"
+            f"| {pct(r['test_accuracy'])} | {r['epochs']} | {r['hours']:.2f} | {speed} | {r['hardware']} |"
         )
     return "\n".join(lines) + "\n"
 

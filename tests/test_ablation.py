@@ -13,7 +13,8 @@ def _run(folder, config: dict, val_acc: float, epochs: int):
     folder.mkdir()
     (folder / "train_config.json").write_text(json.dumps(config))
     (folder / "training.json").write_text(json.dumps(
-        {"epochs_run": epochs, "total_epoch_seconds": 1800 * epochs, "hardware": "2 x test CPU"}))
+        {"epochs_run": epochs, "total_epoch_seconds": 1800 * epochs, "images_per_second": 300.0,
+         "hardware": "2 x test CPU"}))
     (folder / "metrics.json").write_text(json.dumps({
         "model": {"parameters": 1234},
         "val": {"accuracy": val_acc, "macro_f1": val_acc - 0.1},
@@ -34,8 +35,8 @@ def test_ablation_table_from_runs(tmp_path, capsys):
     out = tmp_path / "ablation.md"
     assert main([str(base), str(longer), "--out", str(out)]) == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith(("| base", "| longer"))]
-    assert rows[0].startswith("| base | baseline | 1,234 | 50.00 % | 40.00 % | 51.00 % | 16 | 8.00 |")
-    assert rows[1].startswith("| longer | epochs: 16 -> 40 | 1,234 | 55.00 % | 45.00 % | 56.00 % | 40 | 20.00 |")
+    assert rows[0].startswith("| base | baseline | 1,234 | 50.00 % | 40.00 % | 51.00 % | 16 | 8.00 | 300 | 2 x test CPU |")
+    assert rows[1].startswith("| longer | epochs: 16 -> 40 | 1,234 | 55.00 % | 45.00 % | 56.00 % | 40 | 20.00 | 300 | 2 x test CPU |")
     assert out.read_text() in capsys.readouterr().out
 
 

@@ -35,19 +35,32 @@ def test_every_architecture_returns_probabilities(name):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_efficient_models_are_much_smaller_than_the_paper_net():
+def test_vgg_nets_are_much_smaller_than_the_paper_net():
     paper = build_model("paper").count_params()
     assert build_model("vgg").count_params() < paper / 3
-    assert build_model().count_params() < paper / 6
+    assert build_model("vgg-fast").count_params() < paper / 6
 
 
-def test_real_time_default_convolves_a_half_resolution_crop():
+def test_default_is_the_full_resolution_vgg():
     model = build_model()
-    assert DEFAULT_ARCHITECTURE == "vgg-fast" and model.name == "vgg_fast"
+    assert DEFAULT_ARCHITECTURE == "vgg" and model.name == "vgg"
     convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
-    assert tuple(convs[0].input.shape[1:3]) == (20, 20)  # 40x40 centre crop, 2x average-pooled
-    assert [c.filters for c in convs] == [32, 32, 80, 80, 160, 160]
-    assert model.count_params() < build_model("vgg-lite").count_params()
+    assert tuple(convs[0].input.shape[1:3]) == (40, 40)  # the 40x40 centre crop, no downsampling
+    assert [c.filters for c in convs] == [32, 32, 64, 64, 128, 128, 256, 256]
+    assert not any("blur" in layer.name for layer in model.layers)
+
+
+def test_mixed_precision_keeps_float32_statistics_and_outputs():
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_model("vgg")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("s1_conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("standardize").compute_dtype == "float32"
+    assert model.output.dtype == "float32"
 
 
 def test_unknown_architecture_lists_the_choices():
