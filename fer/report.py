@@ -229,12 +229,6 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
         f"- Keras file: {model.get('size_bytes', 0) / 1e6:.2f} MB",
         f"- Input: {model.get('input_shape', 'n/a')} raw pixels 0..255 (scaling and centre crop are inside the model)",
     ]
-    if model.get("inference_blur_sigma"):
-        lines.append(
-            f"- The FER2013 training images we have are Gaussian-blurred (sigma about {model['inference_blur_sigma']} px) "
-            "while the test images and real photos are sharp; the model blurs its input by the same amount at "
-            "inference so that it always sees what it was trained on."
-        )
     formats = m.get("formats", {})
     if standalone and formats:
         lines += ["", "| format | file | size | PrivateTest accuracy |", "|---|---|---|---|"]
