@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer.images import MAX_PIXELS, InvalidImageError, as_gray, read_image
+from fer.images import MAX_DECODED_PIXELS, MAX_PIXELS, InvalidImageError, as_gray, decode_image, read_image
 
 
 def _encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -66,3 +66,38 @@ def test_as_gray_uses_the_colour_order():
     red[..., 0] = 255
     assert as_gray(red, "rgb")[0, 0] == 76  # 0.299 * 255
     assert as_gray(red, "bgr")[0, 0] == 29  # read as blue: 0.114 * 255
+
+
+def test_large_jpegs_are_decoded_at_reduced_size_and_say_so():
+    photo = _encode(Image.new("L", (8000, 6000), 90), "JPEG")  # 48 M pixels, over MAX_DECODED_PIXELS
+    decoded = decode_image(photo)
+    assert decoded.rgb.shape == (3000, 4000, 3)  # libjpeg's 1/2 scale, the largest that fits
+    assert decoded.rgb.shape[0] * decoded.rgb.shape[1] <= MAX_DECODED_PIXELS
+    assert decoded.format == "JPEG" and decoded.original_size == (8000, 6000) and decoded.scale == 0.5
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    turned = decode_image(_encode(Image.new("L", (8000, 6000), 90), "JPEG", exif=exif))
+    assert turned.rgb.shape == (4000, 3000, 3) and turned.original_size == (6000, 8000)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16", "P"])
+def test_other_large_images_are_reduced_after_decoding(mode):
+    decoded = decode_image(_encode(Image.new(mode, (6000, 4000)), "PNG"))  # 24 M pixels
+    assert decoded.rgb.shape == (2000, 3000, 3) and decoded.scale == 0.5
+    assert decoded.original_size == (6000, 4000)
+
+
+def test_small_images_are_returned_whole():
+    decoded = decode_image(_encode(Image.new("RGB", (640, 480), (1, 2, 3)), "WEBP", lossless=True))
+    assert decoded.rgb.shape == (480, 640, 3) and decoded.scale == 1.0 and decoded.format == "WEBP"
+    assert (decoded.rgb == (1, 2, 3)).all()
+
+
+def test_float_arrays_convert_in_bands_with_one_scale():
+    ramp = np.linspace(0.0, 1.0, 3000 * 800 * 3).reshape(3000, 800, 3)  # > one band of rows
+    gray = as_gray(ramp, "rgb")
+    assert gray.dtype == np.uint8 and gray[0, 0] == 0 and gray[-1, -1] == 255  # 0..1 scaled as a whole
+    assert (np.diff(gray[:, 0].astype(int)) >= 0).all()
+    ramp[1500, 400, 1] = np.nan
+    with pytest.raises(InvalidImageError, match="NaN"):
+        as_gray(ramp, "rgb")
