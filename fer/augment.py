@@ -3,6 +3,9 @@
 One random affine per image (rotation, zoom, shift, flip) plus photometric changes
 (brightness, contrast) and random erasing. They model the variation a webcam or photo
 brings: head tilt, framing, lighting and partial occlusion (hands, glasses, hair).
+
+`PHOTO_AUGMENT` adds what web photos bring on top and FER2013 lacks: small faces upscaled
+from a few dozen pixels, JPEG artefacts, gamma (exposure) changes and shear (head pose).
 """
 
 from __future__ import annotations
@@ -25,9 +28,25 @@ class AugmentConfig:
     contrast: tuple[float, float] = (0.8, 1.2)
     erase_prob: float = 0.25
     erase_area: tuple[float, float] = (0.02, 0.15)
+    #: Shear in degrees (a turned head's foreshortening, roughly).
+    shear_deg: float = 0.0
+    #: Gamma range (exposure): pixel = 255 * (pixel / 255) ** gamma.
+    gamma: tuple[float, float] = (1.0, 1.0)
+    #: Share of images shrunk to `low_res_side` px and scaled back (a small face in a photo).
+    low_res_prob: float = 0.0
+    low_res_side: tuple[int, int] = (16, 32)
+    #: Share of images passed through JPEG at a quality in `jpeg_quality`.
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (30, 90)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: Web-photo augmentations on top of the defaults (`python -m fer.train --photo-augment`).
+PHOTO_AUGMENT = AugmentConfig(
+    rotation_deg=15.0, shear_deg=10.0, gamma=(0.7, 1.4), low_res_prob=0.25, jpeg_prob=0.25,
+)
 
 
 def augment_batch(images: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | None = None) -> tf.Tensor:
@@ -40,6 +59,7 @@ def augment_batch(images: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | No
         return tf.random.uniform([batch], low, high)
 
     angle = uniform(-config.rotation_deg, config.rotation_deg) * (math.pi / 180.0)
+    shear = tf.tan(uniform(-config.shear_deg, config.shear_deg) * (math.pi / 180.0))
     scale = uniform(1.0 - config.zoom, 1.0 + config.zoom)
     shift_x = uniform(-config.shift_px, config.shift_px)
     shift_y = uniform(-config.shift_px, config.shift_px)
@@ -48,8 +68,8 @@ def augment_batch(images: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | No
     # Inverse map (output pixel -> input pixel) about the image centre, as the transform op expects.
     cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-    a0, a1 = cos * flip, -sin
-    b0, b1 = sin * flip, cos
+    a0, a1 = cos * flip, -sin + cos * shear
+    b0, b1 = sin * flip, cos + sin * shear
     a2 = cx - a0 * (cx + shift_x) - a1 * (cy + shift_y)
     b2 = cy - b0 * (cx + shift_x) - b1 * (cy + shift_y)
     zeros = tf.zeros([batch])
@@ -68,9 +88,36 @@ def augment_batch(images: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | No
     brightness = tf.reshape(uniform(*config.brightness), [-1, 1, 1, 1])
     images = ((images - mean) * contrast + mean) * brightness
 
+    if config.gamma != (1.0, 1.0):
+        gamma = tf.reshape(uniform(*config.gamma), [-1, 1, 1, 1])
+        images = 255.0 * tf.pow(tf.clip_by_value(images, 0.0, 255.0) / 255.0, gamma)
+    if config.low_res_prob > 0:
+        images = _low_resolution(images, config, batch)
+    if config.jpeg_prob > 0:
+        images = _jpeg(images, config, batch)
     if config.erase_prob > 0:
         images = _random_erase(images, config, batch, height, width)
     return tf.clip_by_value(images, 0.0, 255.0)
+
+
+def _low_resolution(images, config: AugmentConfig, batch):
+    """Shrink a share of the batch to one random side (per batch) and scale it back up."""
+    size = tf.shape(images)[1:3]
+    side = tf.random.uniform([], config.low_res_side[0], config.low_res_side[1] + 1, dtype=tf.int32)
+    small = tf.image.resize(images, tf.stack([side, side]), method="area")
+    blurred = tf.image.resize(small, size, method="bilinear")
+    chosen = tf.reshape(tf.random.uniform([batch]) < config.low_res_prob, [-1, 1, 1, 1])
+    return tf.where(chosen, blurred, images)
+
+
+def _jpeg(images, config: AugmentConfig, batch):
+    """JPEG-compress a share of the batch at one random quality per batch."""
+    quality = tf.random.uniform([], config.jpeg_quality[0], config.jpeg_quality[1] + 1, dtype=tf.int32)
+    pixels = tf.cast(tf.clip_by_value(tf.round(images), 0.0, 255.0), tf.uint8)
+    compressed = tf.map_fn(lambda image: tf.image.adjust_jpeg_quality(image, quality), pixels,
+                           fn_output_signature=tf.uint8)
+    chosen = tf.reshape(tf.random.uniform([batch]) < config.jpeg_prob, [-1, 1, 1, 1])
+    return tf.where(chosen, tf.cast(compressed, tf.float32), images)
 
 
 def _random_erase(images, config: AugmentConfig, batch, height, width):
