@@ -1,6 +1,6 @@
 """Live camera page: streamlit-webrtc sends browser frames to `fer.video.LiveProcessor` and back.
 
-The results are drawn by a fragment that reruns twice a second while the stream plays, so each
+The results are drawn by a fragment that reruns every second while the stream plays, so each
 element is created once per run (no duplicate element IDs) and the switches stay usable.
 """
 
@@ -23,7 +23,7 @@ from fer.ui import (
 )
 from fer.video import LiveProcessor
 
-REFRESH_S = 0.5  # how often the status line and the timelines are redrawn while streaming
+REFRESH_S = 1.0  # how often the status line and the timelines are redrawn while streaming
 CONNECT_TIMEOUT_S = 8.0  # after this long without a stream, point to the camera snapshot
 
 st.title("Live camera")
