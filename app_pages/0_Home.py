@@ -26,10 +26,11 @@ st.write(
     f"{', '.join(CLASS_NAMES)}. Everything runs on the server's CPU and no image is stored."
 )
 
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 c1.page_link("app_pages/1_Upload.py", label="Upload photos", icon=":material/upload:")
 c2.page_link("app_pages/2_Live_camera.py", label="Live camera", icon=":material/videocam:")
-c3.page_link("app_pages/3_Model_report.py", label="Model report", icon=":material/monitoring:")
+c3.page_link("app_pages/4_Video.py", label="Video file", icon=":material/movie:")
+c4.page_link("app_pages/3_Model_report.py", label="Model report", icon=":material/monitoring:")
 
 try:
     recognizer = get_recognizer(model_dir)
@@ -52,8 +53,10 @@ with figures:
         st.error(escape_markdown(f"The model folder {model_dir} does not exist."))
         st.stop()
     st.subheader(f"The model: {escape_markdown(art.name)}", anchor=False)
-    st.write("Faces are found with OpenCV's Haar cascade and classified by a compact CNN trained from scratch on "
-             "FER2013 (48x48 grey faces).")
+    two_detectors = recognizer is not None and getattr(recognizer.detector.settings, "second_detector", False)
+    st.write("Faces are found with OpenCV's Haar cascade" + (" (in photos also with dlib's HOG detector)" if two_detectors
+                                                             else "")
+             + " and classified by a compact CNN trained from scratch on FER2013 (48x48 grey faces).")
     st.markdown("**On FER2013's test photos**")
     show_headline(art, only=("PrivateTest accuracy", "macro-F1", "PublicTest accuracy"), per_row=3)
     show_missing_figures(art)
