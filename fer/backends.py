@@ -2,18 +2,28 @@
 
 Each backend takes a float32 batch (N, 48, 48, 1) of raw 0..255 pixels and returns (N, 7)
 probabilities, so the recognizer and the evaluation treat them alike.
+
+A model file is used only if it matches the folder's `SHA256SUMS` (`fer.manifest`) and gives
+finite probabilities on a test input; "auto" falls back to the next format only with a warning.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from fer.config import IMAGE_SIZE, MODEL_FILENAME
+from fer.config import IMAGE_SIZE, MODEL_FILENAME, NUM_CLASSES
+from fer.manifest import ManifestError, verify_model_file
+
+# ONNX Runtime's telemetry would write a device id and an event database under ~/.cache/Microsoft;
+# the app promises that nothing is stored. Read once, when ONNX Runtime initialises.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 #: File names inside a model folder, per backend; `fer.export` writes the non-Keras ones.
 BACKEND_FILES: dict[str, str] = {
@@ -27,7 +37,11 @@ AUTO_ORDER = ("onnx", "tflite", "keras")
 
 
 class ModelLoadError(RuntimeError):
-    """A model file is missing, corrupt or needs a runtime that is not installed."""
+    """A model file is missing, corrupt, replaced, gives non-finite output, or needs a runtime that is not installed."""
+
+
+class ModelLoadWarning(UserWarning):
+    """The model loaded, but not as asked: another format was used, or its files could not be checked."""
 
 
 class Backend(Protocol):
@@ -130,6 +144,8 @@ class OnnxBackend:
             import onnxruntime as ort
         except ImportError as exc:
             raise ModelLoadError("onnxruntime is not installed") from exc
+        if hasattr(ort, "disable_telemetry_events"):
+            ort.disable_telemetry_events()
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -145,28 +161,82 @@ class OnnxBackend:
         return self.session.run(None, {self._input: batch})[0]
 
 
-def load_backend(model_dir: Path, backend: str = "auto", threads: int | None = None) -> Backend:
-    """Open the model in `model_dir` with the named runtime ("auto": the fastest one available)."""
+def load_backend(
+    model_dir: Path, backend: str = "auto", threads: int | None = None, *,
+    on_warning: Callable[[str], None] | None = None,
+) -> Backend:
+    """Open the model in `model_dir` with the named runtime ("auto": the fastest one available).
+
+    The file must match the folder's manifest and give finite probabilities, else `ModelLoadError`.
+    "auto" then tries the next format, and says so through `on_warning` (default: a
+    `ModelLoadWarning`), as it does when the folder has no manifest to check against.
+    """
+    warn = on_warning or (lambda message: warnings.warn(message, ModelLoadWarning, stacklevel=3))
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelLoadError(f"model folder not found: {model_dir}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive whole number or None, got {threads!r}")
     if backend == "auto":
-        errors = []
+        refused = []
         for name in AUTO_ORDER:
             if (model_dir / BACKEND_FILES[name]).exists():
                 try:
-                    return load_backend(model_dir, name, threads)
+                    loaded = load_backend(model_dir, name, threads, on_warning=warn)
                 except ModelLoadError as exc:
-                    errors.append(str(exc))
-        raise ModelLoadError(f"no usable model in {model_dir}" + (": " + "; ".join(errors) if errors else ""))
+                    refused.append(str(exc))
+                    continue
+                for reason in refused:
+                    warn(f"{reason} - using {loaded.path.name} instead")
+                return loaded
+        raise ModelLoadError(f"no usable model in {model_dir}" + (": " + "; ".join(refused) if refused else ""))
     if backend not in BACKEND_FILES:
         raise ValueError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKEND_FILES)}")
     path = model_dir / BACKEND_FILES[backend]
+    _check_file(path)
+    try:
+        unchecked = verify_model_file(path)
+    except ManifestError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    if unchecked:
+        warn(unchecked)
     if backend == "keras":
-        return KerasBackend(path)
-    if backend == "onnx":
-        return OnnxBackend(path, threads)
-    return TFLiteBackend(path, backend, threads)
+        loaded = KerasBackend(path)
+    elif backend == "onnx":
+        loaded = OnnxBackend(path, threads)
+    else:
+        loaded = TFLiteBackend(path, backend, threads)
+    check_outputs(loaded)
+    return loaded
+
+
+def check_outputs(backend: Backend) -> None:
+    """Refuse a model whose probabilities for a plain test face are not finite, in 0..1 and summing to 1.
+
+    Damaged weights that still load show up here (NaN, or nonsense sums) before any visitor sees them.
+    """
+    probe = np.full((1, IMAGE_SIZE, IMAGE_SIZE, 1), 128.0, np.float32)
+    probe[0, 12:36, 12:36, 0] = np.linspace(60.0, 200.0, 24)[None, :]
+    try:
+        probs = np.asarray(backend.predict(probe), dtype=np.float64)
+    except Exception as exc:  # a damaged graph can fail in any runtime call
+        raise ModelLoadError(f"{backend.path} fails on a test input ({str(exc).splitlines()[0][:200]}); "
+                             "the file is damaged: restore or re-export it") from exc
+    problem = describe_bad_probabilities(probs, 1)
+    if problem:
+        raise ModelLoadError(f"{backend.path} gives {problem} for a test input; the file is damaged: restore or re-export it")
+
+
+def describe_bad_probabilities(probs: np.ndarray, batch: int) -> str | None:
+    """What is wrong with a (batch, NUM_CLASSES) probability array, or None if it is sound."""
+    if probs.shape != (batch, NUM_CLASSES):
+        return f"output of shape {probs.shape} instead of ({batch}, {NUM_CLASSES})"
+    if not np.isfinite(probs).all():
+        return "NaN or infinite probabilities"
+    # INT8 models quantise each probability to 1/256, so a sum may be off by a few hundredths.
+    if probs.min() < -0.01 or probs.max() > 1.01 or np.abs(probs.sum(axis=1) - 1.0).max() > 0.05:
+        return "probabilities outside 0..1 or not summing to 1"
+    return None
 
 
 def available_backends(model_dir: Path) -> list[str]:

@@ -1,8 +1,9 @@
 """Export a trained model for edge devices: `python -m fer.export MODEL_DIR [--data PATH]`.
 
 Writes, next to `model.keras`: a float32 TFLite model, a full-integer INT8 TFLite model
-(uint8 in/out, calibrated on training images) and an ONNX model. Then re-runs the evaluation
-so that `metrics.json` lists each file's size and PrivateTest accuracy.
+(uint8 in/out, calibrated on training images) and an ONNX model, and records every model
+file's sha256 in `SHA256SUMS` (checked at each load). Then re-runs the evaluation so that
+`metrics.json` lists each file's size and PrivateTest accuracy.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np  # noqa: E402
 from fer.backends import BACKEND_FILES, ModelLoadError  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, IMAGE_SIZE  # noqa: E402
 from fer.data import load_dataset  # noqa: E402
+from fer.manifest import ManifestError, verify_model_file, write_manifest  # noqa: E402
 
 CALIBRATION_IMAGES = 500
 
@@ -32,6 +34,12 @@ def _load(model_dir: Path):
     path = model_dir / BACKEND_FILES["keras"]
     if not path.exists():
         raise ModelLoadError(f"model file not found: {path}")
+    try:
+        unchecked = verify_model_file(path)  # never export from a damaged or swapped model.keras
+    except ManifestError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    if unchecked:
+        print(f"warning: {unchecked}", file=sys.stderr)
     return keras.saving.load_model(path, compile=False)
 
 
@@ -91,14 +99,17 @@ def export_onnx(model, out: Path) -> Path:
 
 
 def export_all(model_dir: Path, train_images: np.ndarray, seed: int = 0) -> dict[str, Path]:
-    """Write every format into `model_dir`; calibration uses a seeded sample of training images."""
+    """Write every format into `model_dir` and record them with model.keras in its manifest;
+    calibration uses a seeded sample of training images."""
     model = _load(model_dir)
     pick = np.random.default_rng(seed).permutation(len(train_images))[:CALIBRATION_IMAGES]
-    return {
+    files = {
         "tflite": export_tflite(model, model_dir / BACKEND_FILES["tflite"]),
         "tflite-int8": export_tflite(model, model_dir / BACKEND_FILES["tflite-int8"], train_images[pick]),
         "onnx": export_onnx(model, model_dir / BACKEND_FILES["onnx"]),
     }
+    write_manifest(model_dir, [BACKEND_FILES["keras"], *(path.name for path in files.values())])
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,14 +7,17 @@ decode/validate -> detect (downscaled) -> crop with margin -> classify in one ba
 from __future__ import annotations
 
 import copy
+import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from fer.backends import Backend, ModelLoadError, load_backend
+from fer.backends import Backend, ModelLoadError, ModelLoadWarning, describe_bad_probabilities, load_backend
 from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, IMAGE_SIZE
 from fer.detection import Box, DetectorSettings, HaarFaceDetector, crop_face
 from fer.images import InvalidImageError, as_gray, read_image
@@ -63,6 +66,10 @@ class EmotionRecognizer:
         threads: inference threads (None: the runtime's default).
         tta: test-time augmentation, "none", "flip" (default: mirror-averaged, ~2 points more
             accurate for one extra inference per face) or "ten-crop" (~3 points, ten inferences).
+
+    `load_warnings` lists what did not go as asked while loading (another format used because
+    the first was refused, or a folder without a checksum manifest); each is also issued as a
+    `ModelLoadWarning`. Front ends show them: the app as a warning, the CLI on stderr.
     """
 
     def __init__(
@@ -78,8 +85,8 @@ class EmotionRecognizer:
         threads: int | None = None,
         tta: str = DEFAULT_TTA,
     ):
-        if not 0.0 <= margin <= 1.0:
-            raise ValueError(f"margin must be between 0 and 1, got {margin}")
+        if not 0.0 <= _as_float(margin) <= 1.0:  # NaN fails the comparison too
+            raise ValueError(f"margin must be a number between 0 and 1, got {margin!r}")
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         self.margin = margin
         self.tta = check_mode(tta)
@@ -87,7 +94,10 @@ class EmotionRecognizer:
             DetectorSettings(scale_factor=scale_factor, min_neighbors=min_neighbors,
                              min_size=min_size, max_side=detect_max_side)
         )
-        self.backend: Backend = load_backend(self.model_dir, backend, threads)
+        self.load_warnings: list[str] = []
+        self.backend: Backend = load_backend(self.model_dir, backend, threads, on_warning=self.load_warnings.append)
+        for message in self.load_warnings:
+            warnings.warn(message, ModelLoadWarning, stacklevel=2)
 
     @property
     def backend_name(self) -> str:
@@ -119,7 +129,13 @@ class EmotionRecognizer:
         path / encoded bytes. `whole_image=True` skips detection and treats the image as one
         face (for pre-cropped photos such as FER2013's). `detect_downscale` (e.g. 0.5) runs
         detection at that fraction of the resolution instead of the `detect_max_side` rule.
-        `boxes` skips detection and classifies these (x, y, w, h) boxes (video: `FaceFollower`).
+        `boxes` skips detection and classifies these (x, y, w, h) boxes (video: `FaceFollower`);
+        they are clipped to the image, and a box with nothing inside raises `ValueError`.
+
+        Boxes are in the coordinates of the array given, or for a file of the image `read_image`
+        returns (the file's own size unless it is over `fer.images.MAX_DECODED_PIXELS`).
+        Raises `InvalidImageError` for an unusable image, `ModelLoadError` if the model
+        returns non-finite probabilities.
         """
         gray = self.to_gray(image, color_order)
         if whole_image:
@@ -127,9 +143,11 @@ class EmotionRecognizer:
             return [self._faces(_pad_square_resize(gray)[None], [(0, 0, width, height)], whole_image=True)[0]]
         if boxes is None:
             boxes = self.detector.detect(gray, detect_downscale)
+        else:
+            boxes = [clip_box(box, gray.shape) for box in boxes]
         if not boxes:
             return []
-        crops = np.stack([crop_face(gray, box, IMAGE_SIZE, self.margin) for box in boxes])
+        crops = np.stack([bounded_crop(gray, box, IMAGE_SIZE, self.margin) for box in boxes])
         return self._faces(crops, boxes)
 
     def predict_faces(self, crops: Sequence[np.ndarray] | np.ndarray, *, color_order: str = "bgr") -> list[Face]:
@@ -147,7 +165,12 @@ class EmotionRecognizer:
         recognizer's test-time augmentation views (one backend call for all of them)."""
         if faces48.ndim != 3 or faces48.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
             raise ValueError(f"expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}) crops, got {faces48.shape}")
-        return predict_with_tta(self.backend.predict, faces48, self.tta)
+        probs = predict_with_tta(self.backend.predict, faces48, self.tta)
+        problem = describe_bad_probabilities(np.asarray(probs, dtype=np.float64), len(faces48))
+        if problem:
+            raise ModelLoadError(f"the model {self.backend.path} gave {problem}; the file is damaged: "
+                                 "restore or re-export it")
+        return probs
 
     @staticmethod
     def to_gray(image: np.ndarray | str | os.PathLike | bytes, color_order: str = "bgr") -> np.ndarray:
@@ -172,4 +195,71 @@ def _pad_square_resize(gray: np.ndarray) -> np.ndarray:
     """Centre a non-square image in a square (edge-padded) before resizing, so faces keep their shape."""
     height, width = gray.shape
     side = max(height, width)
-    return crop_face(gray, ((width - side) // 2, (height - side) // 2, side, side), IMAGE_SIZE, 0.0)
+    return bounded_crop(gray, ((width - side) // 2, (height - side) // 2, side, side), IMAGE_SIZE, 0.0)
+
+
+def _as_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def clip_box(box: Sequence[float], shape: tuple[int, ...]) -> Box:
+    """A caller's (x, y, w, h) box as whole pixels inside an image of `shape`; ValueError if nothing is left."""
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"a box is four numbers (x, y, width, height), got {box!r}") from exc
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise ValueError(f"box {tuple(box)} has a NaN or infinite value")
+    height, width = shape[:2]
+    x0, y0 = max(0, round(x)), max(0, round(y))
+    x1, y1 = min(width, round(x + w)), min(height, round(y + h))
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"box {tuple(box)} has no pixels inside the {width}x{height} image")
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+#: `crop_face` pads the whole image when a crop reaches past its edge; above this many padded
+#: pixels, `bounded_crop` shrinks the part inside the image first and pads only the small result.
+_MAX_PADDED_PIXELS = 16_000_000
+
+
+def bounded_crop(gray: np.ndarray, box: Box, size: int, margin: float) -> np.ndarray:
+    """`crop_face` (same pixels for every ordinary box) in memory bounded by the output, not by the box.
+
+    A huge box, or whole-image mode on a long thin image, would otherwise pad the image to the
+    crop's square: a 100000x8 image asks for 100000^2 bytes.
+    """
+    x, y, w, h = box
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    x1, y1 = x0 + int(round(side)), y0 + int(round(side))
+    height, width = gray.shape[:2]
+    pad = max(0, -x0, -y0, x1 - width, y1 - height)
+    if not pad or (height + 2 * pad) * (width + 2 * pad) <= _MAX_PADDED_PIXELS:
+        return crop_face(gray, box, size, margin)
+    scale = size / (x1 - x0)
+    ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    inner_w = min(size, max(1, round((ix1 - ix0) * scale)))
+    inner_h = min(size, max(1, round((iy1 - iy0) * scale)))
+    left = min(size - inner_w, max(0, round((ix0 - x0) * scale)))
+    top = min(size - inner_h, max(0, round((iy0 - y0) * scale)))
+    right, bottom = left + inner_w, top + inner_h
+    region = gray[iy0:iy1, ix0:ix1]
+    out = np.empty((size, size), np.uint8)
+
+    def shrink(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+        return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA).reshape(height, width)
+
+    out[top:bottom, left:right] = shrink(region, inner_w, inner_h)
+    # The border repeats the image's outermost rows and columns, as crop_face's edge padding does.
+    out[top:bottom, :left] = shrink(region[:, :1], 1, inner_h)
+    out[top:bottom, right:] = shrink(region[:, -1:], 1, inner_h)
+    out[:top, left:right] = shrink(region[:1], inner_w, 1)
+    out[bottom:, left:right] = shrink(region[-1:], inner_w, 1)
+    out[:top, :left], out[:top, right:] = region[0, 0], region[0, -1]
+    out[bottom:, :left], out[bottom:, right:] = region[-1, 0], region[-1, -1]
+    return out

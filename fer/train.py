@@ -26,6 +26,7 @@ import tensorflow as tf  # noqa: E402
 from fer.augment import AugmentConfig, augment_batch  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
+from fer.manifest import write_manifest  # noqa: E402
 from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
 
 ARTIFACT_MODEL = "model.keras"
@@ -224,6 +225,8 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
         model = keras.saving.load_model(best, compile=False)
     model = as_float32(model, config.architecture)
     model.save(out_dir / ARTIFACT_MODEL)
+    # Only the new model.keras: exports left from an earlier run are then refused until re-exported.
+    write_manifest(out_dir, [ARTIFACT_MODEL])
     (out_dir / ARTIFACT_ARCHITECTURE).write_text(model.to_json(indent=1))
     write_training_summary(out_dir, config, time.time() - started, len(data.train))
     return model

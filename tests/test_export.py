@@ -11,6 +11,7 @@ from fer import EmotionRecognizer
 from fer.backends import BACKEND_FILES, load_backend
 from fer.evaluate import classification_report, predict_split
 from fer.export import export_all
+from fer.manifest import check_folder, read_manifest
 from fer.models import build_model
 from tests.conftest import synthetic_face
 
@@ -46,6 +47,11 @@ def test_backends_agree_with_keras(exported_dir):
     tflite = load_backend(exported_dir, "tflite")
     np.testing.assert_allclose(tflite.predict(faces[:1]), reference[:1], atol=1e-4)
     np.testing.assert_allclose(tflite.predict(faces[:7]), reference[:7], atol=1e-4)
+
+
+def test_export_records_every_model_file_in_the_manifest(exported_dir):
+    assert set(read_manifest(exported_dir)) == set(BACKEND_FILES.values())
+    assert check_folder(exported_dir) == []
 
 
 def test_auto_backend_prefers_onnx(exported_dir):

@@ -8,6 +8,7 @@ import pytest
 
 from fer import evaluate as evaluate_cli
 from fer import train as train_cli
+from fer.manifest import read_manifest, sha256_file
 from fer.report import ModelArtifacts
 
 ARGS = ["--epochs", "1", "--batch-size", "16"]
@@ -36,6 +37,7 @@ def test_training_writes_every_artifact(trained):
     assert json.loads((trained / "architecture.json").read_text())["class_name"] == "Functional"
     card = (trained / "MODEL_CARD.md").read_text()
     assert f"{100 * metrics['test']['accuracy']:.2f} %" in card
+    assert read_manifest(trained) == {"model.keras": sha256_file(trained / "model.keras")}  # checked at each load
 
 
 def test_rerun_resumes_from_the_last_epoch(trained, kaggle_layout):

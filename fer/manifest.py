@@ -1,0 +1,148 @@
+"""A model folder that proves what it holds: `SHA256SUMS` lists each model file's sha256.
+
+Training and export write it; every load checks the file against it, so a damaged or swapped
+model file is refused by name instead of giving plausible wrong numbers. The format is the one
+`sha256sum` writes, so `sha256sum -c SHA256SUMS` checks a folder too.
+
+    python -m fer.manifest MODEL_DIR           # record the model files now in the folder
+    python -m fer.manifest MODEL_DIR --check   # verify them (exit status 1 on a mismatch)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+MANIFEST_FILENAME = "SHA256SUMS"
+#: Files with these endings, at the top of a model folder, are model files and must be listed.
+MODEL_SUFFIXES: tuple[str, ...] = (".keras", ".tflite", ".onnx")
+_LINE = re.compile(r"^([0-9a-f]{64}) [ *]([^/\\]+)$")
+
+
+class ManifestError(RuntimeError):
+    """A model file does not match the folder's manifest, is not listed in it, or the manifest is unreadable."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_files(model_dir: Path) -> list[Path]:
+    """The model files at the top of `model_dir` (checkpoints in sub-folders are not served)."""
+    return sorted(p for p in Path(model_dir).iterdir() if p.is_file() and p.suffix in MODEL_SUFFIXES)
+
+
+def write_manifest(model_dir: Path, filenames: Iterable[str] | None = None) -> Path:
+    """Record the sha256 of `filenames` (default: every model file in the folder) in `SHA256SUMS`.
+
+    Files not named are left out on purpose: a file the manifest does not list is refused at load,
+    so model files left over from an earlier run cannot pass for the new one.
+    """
+    model_dir = Path(model_dir)
+    names = sorted(filenames) if filenames is not None else [p.name for p in model_files(model_dir)]
+    lines = [f"{sha256_file(model_dir / name)}  {name}\n" for name in names]
+    path = model_dir / MANIFEST_FILENAME
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    tmp.replace(path)  # atomic: a reader never sees half a manifest
+    return path
+
+
+def read_manifest(model_dir: Path) -> dict[str, str] | None:
+    """File name -> sha256 from the folder's manifest; None when the folder has none."""
+    path = Path(model_dir) / MANIFEST_FILENAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read {path}: {exc}; write it again with python -m fer.manifest {model_dir}") from exc
+    entries = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _LINE.match(line.strip())
+        if match is None:
+            raise ManifestError(f"{path} is damaged (line {number}); write it again with python -m fer.manifest {model_dir}")
+        entries[match.group(2)] = match.group(1)
+    return entries
+
+
+def verify_model_file(path: Path) -> str | None:
+    """Check one model file against its folder's manifest.
+
+    Raises `ManifestError` if the file is not listed or its sha256 differs. Returns a warning
+    (the file is used, unchecked) when the folder has no manifest, else None.
+    """
+    path = Path(path)
+    entries = read_manifest(path.parent)
+    if entries is None:
+        return (f"{path.parent} has no {MANIFEST_FILENAME}, so {path.name} cannot be checked for damage; "
+                f"record it with python -m fer.manifest {path.parent}")
+    expected = entries.get(path.name)
+    if expected is None:
+        raise ManifestError(f"{path.name} is not listed in {path.parent / MANIFEST_FILENAME}, so it may not belong to "
+                            f"this model; re-export the model (python -m fer.export {path.parent}) or record the file "
+                            f"with python -m fer.manifest {path.parent}")
+    if sha256_file(path) != expected:
+        raise ManifestError(f"{path} does not match its sha256 in {MANIFEST_FILENAME}: the file is damaged or was "
+                            "replaced; restore it from the original model folder or re-export the model")
+    return None
+
+
+def check_folder(model_dir: Path) -> list[str]:
+    """Every problem with the folder's model files, as messages (empty: all listed and intact)."""
+    problems = []
+    entries = read_manifest(model_dir)
+    if entries is None:
+        return [f"{model_dir} has no {MANIFEST_FILENAME}"]
+    for name in entries:
+        if not (Path(model_dir) / name).is_file():
+            problems.append(f"{name} is listed in {MANIFEST_FILENAME} but missing")
+    for path in model_files(model_dir):
+        try:
+            verify_model_file(path)
+        except ManifestError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fer.manifest", description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--check", action="store_true", help="verify the model files instead of recording them")
+    args = parser.parse_args(argv)
+    if not args.model_dir.is_dir():
+        print(f"error: model folder not found: {args.model_dir}", file=sys.stderr)
+        return 2
+    try:
+        if args.check:
+            problems = check_folder(args.model_dir)
+            for problem in problems:
+                print(f"error: {problem}", file=sys.stderr)
+            if not problems:
+                print(f"{args.model_dir}: every model file matches {MANIFEST_FILENAME}")
+            return 1 if problems else 0
+        files = model_files(args.model_dir)
+        if not files:
+            print(f"error: no model files ({', '.join(MODEL_SUFFIXES)}) in {args.model_dir}", file=sys.stderr)
+            return 2
+        path = write_manifest(args.model_dir)
+    except (OSError, ManifestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(path.read_text(encoding="utf-8"), end="")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
