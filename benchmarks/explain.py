@@ -1,0 +1,225 @@
+"""Explanations compared: occlusion sensitivity (fer.explain) against Grad-CAM on the Keras model.
+
+`python benchmarks/explain.py [--images 200]` writes benchmarks/explain.md with, for each method:
+- cost per face (median of repeated calls; Grad-CAM's first call also pays for importing
+  TensorFlow and loading the Keras model, which the app would pay on the first "Why?");
+- faithfulness by the deletion test: hide the face's pixels most important first (5 % at a time,
+  filled with the face's mean grey or with a blurred copy) and follow the probability of the
+  predicted label; the lower the area under that curve, the better the map found what the model
+  uses. A random order and a centred blob (no model at all) are the floors to beat.
+
+Runs on FER2013 PrivateTest faces (skips with a message when the data is absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fer.config import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, IMAGE_SIZE  # noqa: E402
+from fer.explain import PATCH, STRIDE, occlusion_importance  # noqa: E402
+from fer.recognition import EmotionRecognizer  # noqa: E402
+
+STEPS = 20  # deletion in 5 % steps
+
+
+def load_keras_model(model_dir: Path):
+    """The model folder's Keras model, for Grad-CAM. Models trained before the inference blur was
+    removed (fer-vgg-fast-sgdr2) still name its layer: it is re-declared here as it was (a separable
+    Gaussian at inference), so that the Keras model computes what its ONNX export computes."""
+    import keras
+    from keras import layers, ops
+
+    import fer.models  # noqa: F401  (registers the custom layers)
+
+    if keras.saving.get_registered_object("fer>InferenceBlur") is None:
+        @keras.saving.register_keras_serializable(package="fer")
+        class InferenceBlur(layers.Layer):
+            def __init__(self, sigma: float = 2.8, **kwargs):
+                super().__init__(**kwargs)
+                self.sigma = float(sigma)
+                radius = max(1, int(np.ceil(3 * self.sigma)))
+                taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / self.sigma) ** 2)
+                self._taps, self._radius = (taps / taps.sum()).astype("float32"), radius
+
+            def call(self, inputs, training=None):
+                if training or self.sigma <= 0:
+                    return inputs
+                r = self._radius
+                x = ops.pad(inputs, [[0, 0], [r, r], [r, r], [0, 0]], mode="reflect")
+                kernel = ops.convert_to_tensor(self._taps)
+                x = ops.depthwise_conv(x, ops.reshape(kernel, (-1, 1, 1, 1)), strides=1, padding="valid")
+                return ops.depthwise_conv(x, ops.reshape(kernel, (1, -1, 1, 1)), strides=1, padding="valid")
+
+            def get_config(self):
+                return {**super().get_config(), "sigma": self.sigma}
+
+    return keras.saving.load_model(model_dir / "model.keras", compile=False)
+
+
+class GradCam:
+    """Grad-CAM (Selvaraju et al. 2017) at the last convolution block, upsampled to the 48x48 input."""
+
+    def __init__(self, model):
+        import keras
+        import tensorflow as tf
+
+        last_conv = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][-1]
+        # The activation after the block's BatchNorm and ReLU, when there is one.
+        names = [layer.name for layer in model.layers]
+        after = names[names.index(last_conv.name) + 1:]
+        target = next((model.get_layer(n) for n in after if "relu" in n), last_conv)
+        self.layer_name = target.name
+        self._model = keras.Model(model.inputs, [target.output, model.outputs[0]])
+        self._tf = tf
+
+        @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32),
+                                      tf.TensorSpec([None], tf.int32)])
+        def cams(x, labels):
+            with tf.GradientTape() as tape:
+                features, probabilities = self._model(x, training=False)
+                score = tf.gather(probabilities, labels, batch_dims=1)
+            grads = tape.gradient(score, features)
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+            return tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
+
+        self._cams = cams
+
+    def __call__(self, crops: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        cams = self._cams(crops[..., None].astype(np.float32), labels.astype(np.int32)).numpy()
+        # The network sees the 40x40 centre crop; its map is placed back on the 48x48 input.
+        crop = self._model.get_layer("center_crop").output.shape[1] if "center_crop" in \
+            [layer.name for layer in self._model.layers] else IMAGE_SIZE
+        offset = (IMAGE_SIZE - crop) // 2
+        out = np.zeros((len(cams), IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        for i, cam in enumerate(cams):
+            out[i, offset:offset + crop, offset:offset + crop] = cv2.resize(cam, (crop, crop), interpolation=cv2.INTER_LINEAR)
+        return out
+
+
+def deletion_auc(classify, crop: np.ndarray, label: int, importance: np.ndarray, fill: str, rng) -> float:
+    """Mean probability of `label` while the most important pixels are hidden, 5 % more at each step."""
+    order = np.argsort(-(importance.ravel() + 1e-9 * rng.random(importance.size)))  # random tie-break
+    background = np.full_like(crop, round(float(crop.mean()))) if fill == "mean" else cv2.GaussianBlur(crop, (0, 0), 4)
+    batch = np.repeat(crop[None], STEPS + 1, axis=0).reshape(STEPS + 1, -1)
+    for step in range(1, STEPS + 1):
+        hidden = order[: round(step / STEPS * crop.size)]
+        batch[step, hidden] = background.ravel()[hidden]
+    probabilities = classify(batch.reshape(-1, IMAGE_SIZE, IMAGE_SIZE))[:, label]
+    return float(np.trapezoid(probabilities, dx=1 / STEPS))
+
+
+def resident_mb() -> float:
+    """This process's resident memory (VmRSS), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def timed(fn, repeats: int) -> tuple[float, float]:
+    """Median wall time and median CPU time (all threads) of `fn`, in ms."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall) * 1000, statistics.median(cpu) * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200, help="PrivateTest faces in the deletion test")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "explain.md")
+    args = parser.parse_args(argv)
+    if not (args.data / "test").is_dir():
+        print(f"FER2013 not found at {args.data}; nothing measured", file=sys.stderr)
+        return 1
+    from fer.data import load_dataset
+
+    test = load_dataset(args.data).test
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(test), size=min(args.images, len(test)), replace=False)
+    crops = test.images[pick]
+
+    recognizer = EmotionRecognizer(args.model)  # the fast backend ("auto"), as the app serves it
+    rows, costs = {}, {}
+    for tta in ("none", "flip", "ten-crop"):
+        classify = recognizer.with_settings(tta=tta).classify
+        costs[f"occlusion ({recognizer.backend_name}, {tta})"] = timed(
+            lambda classify=classify: occlusion_importance(classify, crops[0], 3), 7)
+
+    assert "tensorflow" not in sys.modules, "occlusion must not need TensorFlow"
+    rss_before, started = resident_mb(), time.perf_counter()
+    model = load_keras_model(args.model)
+    grad_cam = GradCam(model)
+    grad_cam(crops[:1], np.array([3]))
+    first_call, tf_mb = time.perf_counter() - started, resident_mb() - rss_before
+    costs[f"Grad-CAM (Keras, layer {grad_cam.layer_name})"] = timed(lambda: grad_cam(crops[:1], np.array([3])), 7)
+
+    classify = recognizer.with_settings(tta="none").classify  # what is explained: the single-crop model
+    labels = classify(crops).argmax(axis=1)
+    cams = grad_cam(crops, labels)
+    yy, xx = np.mgrid[:IMAGE_SIZE, :IMAGE_SIZE]
+    centre = np.exp(-((yy - 23.5) ** 2 + (xx - 23.5) ** 2) / (2 * 10.0 ** 2))
+    methods = {
+        "occlusion": lambda i: occlusion_importance(classify, crops[i], labels[i])[0],
+        "Grad-CAM": lambda i: cams[i],
+        "centred blob (no model)": lambda i: centre,
+        "random order": lambda i: rng.random((IMAGE_SIZE, IMAGE_SIZE)),
+    }
+    for name, explain in methods.items():
+        rows[name] = {fill: float(np.mean([deletion_auc(classify, crops[i], labels[i], explain(i), fill, rng)
+                                           for i in range(len(crops))])) for fill in ("mean", "blur")}
+
+    lines = [
+        "# Explanations: cost and faithfulness",
+        "",
+        f"Model `{args.model.name}`, {len(crops)} FER2013 PrivateTest faces, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores shared with a training run (all figures measured under `nice -n 19`, so they are "
+        "upper bounds). Generated by `python benchmarks/explain.py`.",
+        "",
+        "## Cost per face",
+        "",
+        "| method | wall ms per face (median) | CPU ms per face (median) |",
+        "|---|---|---|",
+        *[f"| {name} | {wall:.1f} | {cpu:.1f} |" for name, (wall, cpu) in costs.items()],
+        "",
+        f"Occlusion: a {PATCH} px square every {STRIDE} px, {((IMAGE_SIZE - PATCH) // STRIDE + 1) ** 2} occluded copies in "
+        f"one batch. Grad-CAM's first explanation also imports TensorFlow and loads the Keras model: {first_call:.1f} s "
+        f"here, and the process's resident memory grows by {tf_mb:.0f} MB. Wall times depend on the training "
+        "run's load at the moment; CPU times much less.",
+        "",
+        "## Faithfulness: deletion test (lower is better)",
+        "",
+        "Area under the predicted label's probability while the pixels the map ranks highest are hidden first, "
+        "5 % of the face at a time, filled with the face's mean grey or with a blurred copy of the face.",
+        "",
+        "| ranking | AUC, mean fill | AUC, blur fill |",
+        "|---|---|---|",
+        *[f"| {name} | {r['mean']:.3f} | {r['blur']:.3f} |" for name, r in rows.items()],
+        "",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    args.out.write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Occlusion explanations: the map finds what a model uses, explains the shown prediction, and needs no TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fer.config import CLASS_NAMES, PROJECT_ROOT
+from fer.explain import explain_face, occlusion_importance
+from fer.recognition import EmotionRecognizer
+
+
+def test_the_map_points_at_the_region_a_model_reads():
+    """A stand-in model whose 'happy' probability depends only on a bright 10x10 patch at (30, 12)."""
+
+    def classify(batch: np.ndarray) -> np.ndarray:
+        happy = batch[:, 30:40, 12:22].mean(axis=(1, 2)) / 255.0
+        out = np.full((len(batch), 7), (1 - happy)[:, None] / 6)
+        out[:, CLASS_NAMES.index("happy")] = happy
+        return out
+
+    crop = np.full((48, 48), 60, np.uint8)
+    crop[30:40, 12:22] = 250
+    importance, probability = occlusion_importance(classify, crop, CLASS_NAMES.index("happy"))
+    assert probability == pytest.approx(250 / 255)
+    y, x = np.unravel_index(importance.argmax(), importance.shape)
+    assert 30 <= y < 40 and 12 <= x < 22
+    assert importance[:20].max() == pytest.approx(0) and importance[:, 30:].max() == pytest.approx(0)
+    with pytest.raises(ValueError, match="48"):
+        occlusion_importance(classify, np.zeros((40, 40), np.uint8), 0)
+
+
+@pytest.fixture(scope="module")
+def recognizer(shipped_model_dir):
+    return EmotionRecognizer(shipped_model_dir)
+
+
+def test_explains_the_prediction_that_was_shown(recognizer, astronaut_rgb):
+    for tta in ("none", "flip"):
+        tuned = recognizer.with_settings(tta=tta)
+        face = tuned.predict(astronaut_rgb, color_order="rgb")[0]
+        explanation = explain_face(tuned, astronaut_rgb, face)
+        assert explanation.label == face.label == "happy"
+        assert explanation.probability == pytest.approx(face.confidence, abs=1e-5)  # same crop, model and views
+        assert explanation.importance.shape == (48, 48) and explanation.crop.shape == (48, 48)
+    # A smile is read from the mouth: most of the evidence for "happy" is in the lower half of the face.
+    evidence = np.clip(explanation.importance, 0, None)
+    assert evidence[24:].sum() > 2 * evidence[:24].sum()
+    picture = explanation.overlay()
+    assert picture.shape == (192, 192, 3) and picture.dtype == np.uint8
+    grey = np.repeat(explanation.picture[..., None], 3, axis=2).astype(int)
+    tinted = np.abs(picture.astype(int) - grey).sum(axis=2) > 30
+    assert tinted[96:].sum() > tinted[:96].sum()  # the colour is where the evidence is
+
+
+def test_whole_image_faces_are_explained_too(recognizer, astronaut_rgb):
+    crop = astronaut_rgb[40:220, 150:310]
+    face = recognizer.predict(crop, color_order="rgb", whole_image=True)[0]
+    explanation = explain_face(recognizer, crop, face)
+    assert explanation.probability == pytest.approx(face.confidence, abs=1e-5)
+
+
+def test_predicting_and_explaining_never_import_tensorflow(shipped_model_dir, tmp_path, astronaut_rgb):
+    from PIL import Image
+
+    photo = tmp_path / "face.png"
+    Image.fromarray(astronaut_rgb).save(photo)
+    script = (
+        "import sys\n"
+        "from fer import predict\n"
+        f"assert predict.main([{str(photo)!r}, '--model', {str(shipped_model_dir)!r}]) == 0\n"
+        "from fer.explain import explain_face\n"
+        "from fer.recognition import EmotionRecognizer\n"
+        "from fer.images import read_image\n"
+        f"image = read_image({str(photo)!r})\n"
+        f"recognizer = EmotionRecognizer({str(shipped_model_dir)!r})\n"
+        "explain_face(recognizer, image, recognizer.predict(image, color_order='rgb')[0])\n"
+        "print('tensorflow' in sys.modules, recognizer.backend_name)\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", script], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    imported, backend = done.stdout.split()[-2:]
+    if backend == "keras":
+        pytest.skip("this model folder has no exported format; the Keras backend needs TensorFlow by design")
+    assert imported == "False"
+
+
+def test_upload_page_why_view_is_opt_in():
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(PROJECT_ROOT / "app_pages" / "1_Upload.py"), default_timeout=300)
+    app.session_state["source"] = "Example photo"
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    images_before = len(app.get("image"))
+    why = app.toggle(key="why-0")
+    assert why.value is False  # nothing is computed until asked
+    why.set_value(True).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert len(app.get("image")) == images_before + 1  # one explanation for the example's one face
