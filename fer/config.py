@@ -21,7 +21,7 @@ SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST = "Training", "PublicTest", "PrivateTest"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = PROJECT_ROOT / "models"
 #: The model that `EmotionRecognizer()` and the app load when nothing else is asked for ($FER_MODEL_DIR overrides).
-DEFAULT_MODEL_DIR = Path(os.environ.get("FER_MODEL_DIR") or MODELS_DIR / "fer-vgg-fast-sgdr2")
+DEFAULT_MODEL_DIR = Path(os.environ.get("FER_MODEL_DIR") or MODELS_DIR / "fer-vgg")
 MODEL_FILENAME = "model.keras"
 
 #: Where FER2013 is looked for when no path is given: $FER2013_DIR, else ../shared/datasets/fer2013.

@@ -36,7 +36,8 @@ def test_ablation_table_from_runs(tmp_path, capsys):
     assert main([str(base), str(longer), "--out", str(out)]) == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith(("| base", "| longer"))]
     assert rows[0].startswith("| base | baseline | 1,234 | 50.00 % | 40.00 % | 51.00 % | 16 | 8.00 | 300 | 2 x test CPU |")
-    assert rows[1].startswith("| longer | epochs: 16 -> 40 | 1,234 | 55.00 % | 45.00 % | 56.00 % | 40 | 20.00 | 300 | 2 x test CPU |")
+    assert rows[1].startswith(
+        "| longer | epochs: 16 -> 40 | 1,234 | 55.00 % | 45.00 % | 56.00 % | 40 | 20.00 | 300 | 2 x test CPU |")
     assert out.read_text() in capsys.readouterr().out
 
 
@@ -64,7 +65,9 @@ def test_shipped_ablation_table_is_what_the_script_writes_from_the_recorded_runs
     text = (shipped_model_dir / "ablation.md").read_text()
     names = [line.split(" | ")[0].removeprefix("| ") for line in text.splitlines()
              if line.startswith("| ") and not line.startswith(("| run ", "|---")) and " + TTA " not in line]
-    folders = {d.name: d for d in (*MODELS_DIR.iterdir(), *(MODELS_DIR / "ablation-runs").iterdir()) if d.is_dir()}
+    runs_dir = MODELS_DIR / "ablation-runs"
+    candidates = [*MODELS_DIR.iterdir(), *(runs_dir.iterdir() if runs_dir.is_dir() else [])]
+    folders = {d.name: d for d in candidates if d.is_dir()}
     assert names[-1] == shipped_model_dir.name
     runs = [ModelArtifacts.load(folders[name]) for name in names]
     assert render(ablation_rows(runs)) == text

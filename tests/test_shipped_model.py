@@ -41,12 +41,16 @@ def test_test_time_augmented_figures_match_a_fresh_evaluation(shipped_model_dir,
     assert fresh["accuracy"] != fresh_report["accuracy"]  # the views really changed the predictions
 
 
+def test_shipped_model_beats_the_fer_package(fresh_report):
+    """>= 68.0 % PrivateTest accuracy, single crop: the `fer` package's model scores 65.9 %."""
+    assert fresh_report["accuracy"] >= 0.680
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="open (issues #2, #5): the shipped model is well below 68 % (see its metrics.json; trained on this "
-    "copy's Gaussian-blurred Training images); strict, so it reports XPASS, and fails, once a model reaches "
-    "the bar and this mark must go",
+    reason="open (issue #11): the bar is 71.0 % PrivateTest single crop; the shipped model is below it (see its "
+    "metrics.json). Strict, so it reports XPASS, and fails, once a model reaches the bar and this mark must go",
 )
-def test_shipped_model_beats_the_fer_package(fresh_report):
-    """The bar: >= 68.0 % PrivateTest accuracy, single crop (the fer package scores 65.9 %)."""
-    assert fresh_report["accuracy"] >= 0.680
+def test_shipped_model_reaches_the_bar(fresh_report):
+    """The bar: >= 71.0 % PrivateTest accuracy, single crop."""
+    assert fresh_report["accuracy"] >= 0.710
