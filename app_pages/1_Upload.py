@@ -14,12 +14,11 @@ from fer.ui import (
     escape_markdown,
     example_image,
     faces_records,
-    get_recognizer,
     png_bytes,
     probability_chart,
+    recognizer_or_stop,
     records_to_csv,
     records_to_json,
-    show_model_warnings,
     upload_limit_mb,
 )
 
@@ -34,12 +33,7 @@ st.write(
     "with one of seven emotions. Nothing is stored."
 )
 
-try:
-    base_recognizer = get_recognizer()
-except Exception as exc:
-    st.error(escape_markdown(f"The emotion model could not be loaded: {exc}") + " See the home page for details.")
-    st.stop()
-show_model_warnings(base_recognizer)
+base_recognizer = recognizer_or_stop()
 
 source = st.radio("Photos from", (UPLOAD, CAMERA, EXAMPLE), horizontal=True, key="source")
 limit_mb = upload_limit_mb()

@@ -15,10 +15,8 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 from fer.ui import (
     TIMELINE_WINDOW_S,
     LiveSession,
-    escape_markdown,
-    get_recognizer,
     ice_servers,
-    show_model_warnings,
+    recognizer_or_stop,
     timeline_chart,
 )
 from fer.video import LiveProcessor
@@ -37,12 +35,7 @@ c1, c2 = st.columns(2)
 smoothing = c1.toggle("Smooth labels over time", value=True, help="Average each face's emotions over its last frames")
 half_res = c2.toggle("Detect at half resolution", value=True, help="About 3x faster searches for new faces")
 
-try:
-    recognizer = get_recognizer()
-except Exception as exc:
-    st.error(escape_markdown(f"The emotion model could not be loaded: {exc}") + " See the home page for details.")
-    st.stop()
-show_model_warnings(recognizer)
+recognizer = recognizer_or_stop()
 
 if "live_processor" not in st.session_state:
     st.session_state.live_processor = LiveProcessor(recognizer)

@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from fer.config import CLASS_NAMES, VIDEO_FRAME_BUDGET, VIDEO_MAX_FPS, VIDEO_MAX_SECONDS, VIDEO_MAX_UPLOAD_MB
-from fer.ui import escape_markdown, get_recognizer, records_to_csv, show_model_warnings, timeline_chart
+from fer.ui import escape_markdown, recognizer_or_stop, records_to_csv, timeline_chart
 from fer.video import (
     BROWSER_PLAYABLE_ENCODERS,
     InvalidVideoError,
@@ -46,12 +46,7 @@ st.caption(
     "`python -m fer.predict VIDEO --fps 2 --csv faces.csv`."
 )
 
-try:
-    recognizer = get_recognizer()
-except Exception as exc:
-    st.error(escape_markdown(f"The emotion model could not be loaded: {exc}") + " See the home page for details.")
-    st.stop()
-show_model_warnings(recognizer)
+recognizer = recognizer_or_stop()
 
 upload = st.file_uploader(f"Video: MP4, MOV, WebM or AVI, up to {limit_mb} MB", type=list(VIDEO_TYPES),
                           max_upload_size=limit_mb)

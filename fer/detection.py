@@ -254,13 +254,19 @@ class FaceFollower:
         return list(self.boxes)
 
 
-def crop_face(gray: np.ndarray, box: Box, size: int, margin: float) -> np.ndarray:
-    """Square crop around `box`, enlarged by `margin` on each side, edge-padded, resized to size x size."""
+def crop_square(box: Box, margin: float) -> tuple[int, int, int, int]:
+    """Corners (x0, y0, x1, y1) of the square around `box` enlarged by `margin` on each side; they
+    may lie outside the image."""
     x, y, w, h = box
     side = max(w, h) * (1.0 + 2.0 * margin)
     cx, cy = x + w / 2.0, y + h / 2.0
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    x1, y1 = x0 + int(round(side)), y0 + int(round(side))
+    return x0, y0, x0 + int(round(side)), y0 + int(round(side))
+
+
+def crop_face(gray: np.ndarray, box: Box, size: int, margin: float) -> np.ndarray:
+    """Square crop around `box`, enlarged by `margin` on each side, edge-padded, resized to size x size."""
+    x0, y0, x1, y1 = crop_square(box, margin)
     height, width = gray.shape[:2]
     pad = max(0, -x0, -y0, x1 - width, y1 - height)
     if pad:

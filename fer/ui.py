@@ -45,6 +45,18 @@ def _load_recognizer(model_dir: str, backend: str) -> EmotionRecognizer:
     return EmotionRecognizer(model_dir, backend)
 
 
+def recognizer_or_stop() -> EmotionRecognizer:
+    """The shipped recognizer with its load warnings shown; if it cannot load, one error line and the
+    page stops (the home page says more)."""
+    try:
+        recognizer = get_recognizer()
+    except Exception as exc:
+        st.error(escape_markdown(f"The emotion model could not be loaded: {exc}") + " See the home page for details.")
+        st.stop()
+    show_model_warnings(recognizer)
+    return recognizer
+
+
 def show_model_warnings(recognizer: EmotionRecognizer) -> None:
     """What the library reported while loading the model (a file that failed its check and the format
     used instead, or a folder without checksums), as visible warnings."""
