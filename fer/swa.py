@@ -21,6 +21,7 @@ import numpy as np
 
 from fer.config import DEFAULT_DATA_DIR
 from fer.data import Dataset, load_dataset
+from fer.manifest import write_manifest
 from fer.models import build_model
 from fer.train import (
     ARTIFACT_ARCHITECTURE,
@@ -86,6 +87,7 @@ def average_run(run_dir: Path, last: int, out_dir: Path, data: Dataset) -> keras
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / ARTIFACT_MODEL)
+    write_manifest(out_dir, [ARTIFACT_MODEL])
     (out_dir / ARTIFACT_ARCHITECTURE).write_text(model.to_json(indent=1))
     for name in (ARTIFACT_HISTORY, "training.json"):
         if (run_dir / name).exists():
