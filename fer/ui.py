@@ -356,7 +356,7 @@ def show_in_the_wild(art: ModelArtifacts, per_row: int = 4) -> None:
                    "model yet; `metrics.json` has no `in_the_wild` section.")
         return
     names = {"accuracy_all": "accuracy, all faces", "found_rate": "faces found", "accuracy_found": "accuracy, found faces",
-             "macro_f1": "macro-F1"}
+             "macro_f1": "macro-F1, all faces"}
     _tiles([(names[key], f"{100 * wild[key]:.1f} %") for key in IN_THE_WILD_FIGURES
             if isinstance(wild.get(key), (int, float))], per_row)
     st.caption(f"On {wild.get('faces', 'n/a')} labelled faces of in-the-wild photos (ExpW): the photo goes through "
