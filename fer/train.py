@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from fer.augment import AugmentConfig, augment_batch  # noqa: E402
+from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
@@ -295,6 +295,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jit", action="store_true", help="XLA-compiled steps (slower on CPU for these nets)")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="bfloat16 compute, float32 weights (faster on CPUs with AVX-512 BF16)")
+    parser.add_argument("--photo-augment", action="store_true",
+                        help="add web-photo augmentations (shear, gamma, small faces, JPEG; fer.augment.PHOTO_AUGMENT)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json at the end")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
@@ -313,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         early_stopping_patience=args.patience, seed=args.seed, jit_compile=args.jit, mixed_precision=args.mixed_precision,
         max_train_images=args.max_train_images,
         init_from=str(args.init_from) if args.init_from else None, save_epoch_weights=args.save_epoch_weights,
+        augment=PHOTO_AUGMENT if args.photo_augment else AugmentConfig(),
     )
     try:
         data = load_dataset(args.data)
