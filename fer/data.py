@@ -8,6 +8,7 @@ skipped and reported, never fatal, because public copies of FER2013 do contain j
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import os
 from collections import Counter
@@ -61,6 +62,8 @@ class Dataset:
     source: str
     layout: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: Class-folder photos in which no face was found, so the whole image was used (see `crop_faces`).
+    uncropped: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
         """Counts per split and class: the paper analyses class imbalance, so we always report it."""
@@ -84,6 +87,8 @@ class Dataset:
         for name in CLASS_NAMES:
             lines.append(f"{name:<10}" + "".join(f"{c[name]:>8}" for c in counts))
         lines.append(f"{'total':<10}" + "".join(f"{len(s):>8}" for s in (self.train, self.val, self.test)))
+        if self.uncropped:
+            lines.append(f"no face found in {len(self.uncropped)} image(s), used whole, e.g. {self.uncropped[0]}")
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} unreadable or wrongly sized images, e.g.:")
             lines.extend(f"  {path}: {why}" for path, why in self.skipped[:5])
@@ -96,6 +101,7 @@ def load_dataset(
     val_fraction: float = 0.1,
     seed: int = 0,
     use_cache: bool = True,
+    crop_faces: bool = True,
 ) -> Dataset:
     """Load a dataset from `path`, whichever of the supported forms it is in.
 
@@ -104,6 +110,9 @@ def load_dataset(
       the `Training_` / `PublicTest_` / `PrivateTest_` file-name prefixes;
     - any folder-per-class dataset (`<class>/*` or `train|test/<class>/*`); there a seeded,
       stratified validation split (and a test split if there is no `test/`) is carved out.
+      With `crop_faces`, an image that is not already a 48x48 face is cropped to the largest face
+      the app's photo detector finds in it, framed as the app frames faces (the whole image when
+      none is found), so a folder of ordinary photos trains on what the app will classify.
     """
     path = Path(path)
     if not path.exists():
@@ -117,13 +126,13 @@ def load_dataset(
         raise DatasetError(
             f"no images under {path}: expected class folders named {', '.join(CLASS_NAMES)}"
         )
-    key = _cache_key(path, files, val_fraction, seed)
+    key = _cache_key(path, files, val_fraction, seed, crop_faces)
     cache_file = CACHE_DIR / f"{key}.npz"
     if use_cache and cache_file.exists():
         cached = _read_cache(cache_file)
         if cached is not None:
             return cached
-    dataset = _load_folder(path, files, val_fraction=val_fraction, seed=seed)
+    dataset = _load_folder(path, files, val_fraction=val_fraction, seed=seed, crop_faces=crop_faces)
     if use_cache:
         _write_cache(cache_file, dataset)
     return dataset
@@ -170,12 +179,46 @@ def _decode(path: Path, resize: bool) -> tuple[np.ndarray | None, str]:
     return image, ""
 
 
-def _load_folder(root: Path, files: list[tuple[Path, str]], *, val_fraction: float, seed: int) -> Dataset:
+#: Faces cropped from class-folder photos get the recognizer's default margin around the detected box.
+FACE_CROP_MARGIN = 0.1
+
+
+@functools.cache
+def _photo_detector():
+    from fer.detection import HaarFaceDetector
+
+    return HaarFaceDetector()
+
+
+def _decode_face(path: Path, uncropped: list[str]) -> tuple[np.ndarray | None, str]:
+    """Decode one image; if it is not already 48x48, crop it to its largest face as the app would
+    (the whole image, resized, when no face is found; its path is added to `uncropped`)."""
+    from fer.detection import crop_face
+
+    image, why = _decode(path, resize=False)
+    if image is not None or not why.startswith("wrong size"):
+        return image, why
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    faces = _photo_detector().detect_photo(image)
+    if faces:
+        return crop_face(image, faces[0], IMAGE_SIZE, FACE_CROP_MARGIN), ""
+    uncropped.append(str(path))
+    return cv2.resize(image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA), ""
+
+
+def _load_folder(
+    root: Path, files: list[tuple[Path, str]], *, val_fraction: float, seed: int, crop_faces: bool = True,
+) -> Dataset:
     official = all(_official_split(p.name) for p, _ in files)
-    # FER2013 is strict about 48x48; other datasets are resized to the model's input.
-    resize = not official
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        decoded = list(pool.map(lambda item: _decode(item[0], resize), files))
+    uncropped: list[str] = []
+    if official:  # FER2013 is strict about 48x48
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+            decoded = list(pool.map(lambda item: _decode(item[0], resize=False), files))
+    elif crop_faces:  # one image at a time: the detectors are not shared between threads
+        decoded = [_decode_face(path, uncropped) for path, _ in files]
+    else:  # other datasets are resized to the model's input
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+            decoded = list(pool.map(lambda item: _decode(item[0], resize=True), files))
 
     images, labels, groups, skipped = [], [], [], []
     for (path, label), (image, why) in zip(files, decoded):
@@ -218,6 +261,7 @@ def _load_folder(root: Path, files: list[tuple[Path, str]], *, val_fraction: flo
         source=str(root),
         layout="class-folders",
         skipped=skipped,
+        uncropped=uncropped,
     )
 
 
@@ -288,8 +332,11 @@ def _load_csv(path: Path) -> Dataset:
     )
 
 
-def _cache_key(root: Path, files: list[tuple[Path, str]], val_fraction: float, seed: int) -> str:
-    digest = hashlib.sha256(f"{_CACHE_VERSION}|{root.resolve()}|{val_fraction}|{seed}".encode())
+def _cache_key(root: Path, files: list[tuple[Path, str]], val_fraction: float, seed: int, crop_faces: bool = True) -> str:
+    # Face cropping only applies to class folders; other keys keep their earlier form (FER2013's cache stays valid).
+    official = all(_official_split(p.name) for p, _ in files)
+    tag = "|faces" if crop_faces and not official else ""
+    digest = hashlib.sha256(f"{_CACHE_VERSION}|{root.resolve()}|{val_fraction}|{seed}{tag}".encode())
     for path, _label in files:
         stat = path.stat()
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
@@ -306,6 +353,7 @@ def _write_cache(cache_file: Path, dataset: Dataset) -> None:
                for name in ("train", "val", "test") for kind in ("images", "labels")},
             meta=np.array([dataset.source, dataset.layout]),
             skipped=np.array([f"{p}\t{w}" for p, w in dataset.skipped], dtype=str),
+            uncropped=np.array(dataset.uncropped, dtype=str),
         )
         os.replace(tmp, cache_file)
     except OSError:
@@ -318,9 +366,10 @@ def _read_cache(cache_file: Path) -> Dataset | None:
             splits = {name: Split(z[f"{name}_images"], z[f"{name}_labels"]) for name in ("train", "val", "test")}
             source, layout = (str(x) for x in z["meta"])
             skipped = [tuple(s.split("\t", 1)) for s in z["skipped"].tolist()]
+            uncropped = z["uncropped"].tolist() if "uncropped" in z else []
     except (OSError, ValueError, KeyError):
         return None
-    return Dataset(**splits, source=source, layout=layout, skipped=skipped)
+    return Dataset(**splits, source=source, layout=layout, skipped=skipped, uncropped=uncropped)
 
 
 def class_weights(labels: np.ndarray, power: float = 0.5) -> np.ndarray:

@@ -38,6 +38,12 @@ BACKUP_DIR = "checkpoints/backup"
 EPOCH_WEIGHTS = "checkpoints/epochs/epoch{epoch:03d}.weights.h5"
 
 
+#: Fine-tuning defaults (`--init-from` without --epochs / --learning-rate): a tenth of the learning
+#: rate and fewer epochs, so a small folder adjusts the model instead of overwriting what it learned.
+FINE_TUNE_EPOCHS = 10
+FINE_TUNE_LEARNING_RATE = 1e-4
+
+
 @dataclass
 class TrainConfig:
     """Every hyper-parameter of a run; written next to the results so a run can be repeated."""
@@ -276,12 +282,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m fer.train", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FER2013 folder or fer2013.csv")
     parser.add_argument("--out", type=Path, required=True, help="model folder to write (resumes if it has a backup)")
-    parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=DEFAULT_ARCHITECTURE)
+    parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=None,
+                        help=f"default: the --init-from model's, else {DEFAULT_ARCHITECTURE}")
     defaults = TrainConfig()
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"default: {defaults.epochs}, or {FINE_TUNE_EPOCHS} when fine-tuning (--init-from)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--optimizer", choices=["adam", "sgd"], default=defaults.optimizer)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help=f"default: {defaults.learning_rate:g}, or {FINE_TUNE_LEARNING_RATE:g} when fine-tuning "
+                        "(--init-from)")
     parser.add_argument("--schedule", choices=["cosine", "constant"], default=defaults.schedule)
     parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
     parser.add_argument("--class-weight-power", type=float, default=defaults.class_weight_power)
@@ -289,7 +299,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-train-images", type=int, default=None, help="subsample for quick trials")
     parser.add_argument("--init-from", type=Path, default=None,
-                        help="start from this .keras model's weights (same architecture): a warm restart")
+                        help="start from this .keras model's weights: fine-tuning, or a warm restart of a run")
+    parser.add_argument("--whole-images", action="store_true",
+                        help="class folders: train on each image whole instead of the face found in it")
     parser.add_argument("--save-epoch-weights", action="store_true",
                         help="keep every epoch's weights in checkpoints/epochs/ (for weight averaging)")
     parser.add_argument("--jit", action="store_true", help="XLA-compiled steps (slower on CPU for these nets)")
@@ -299,11 +311,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="add web-photo augmentations (shear, gamma, small faces, JPEG; fer.augment.PHOTO_AUGMENT)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json at the end")
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1:
-        parser.error("--epochs and --batch-size must be positive")
     if args.init_from is not None and not args.init_from.is_file():
         parser.error(f"--init-from {args.init_from}: no such model file")
+    fine_tuning = args.init_from is not None
+    if args.epochs is None:
+        args.epochs = FINE_TUNE_EPOCHS if fine_tuning else defaults.epochs
+    if args.learning_rate is None:
+        args.learning_rate = FINE_TUNE_LEARNING_RATE if fine_tuning else defaults.learning_rate
+    if args.architecture is None:
+        args.architecture = (architecture_of(args.init_from) if fine_tuning else None) or DEFAULT_ARCHITECTURE
+    if args.epochs < 1 or args.batch_size < 1:
+        parser.error("--epochs and --batch-size must be positive")
     return args
+
+
+def architecture_of(model_file: Path) -> str | None:
+    """The architecture name of a trained model, from its folder's train_config.json or architecture.json."""
+    folder = model_file.parent
+    try:
+        if (folder / ARTIFACT_CONFIG).is_file():
+            name = json.loads((folder / ARTIFACT_CONFIG).read_text()).get("architecture")
+        else:
+            name = json.loads((folder / ARTIFACT_ARCHITECTURE).read_text())["config"]["name"].replace("_", "-")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return name if name in ARCHITECTURES else None
+
+
+def fit_batch_size(requested: int, train_images: int) -> int:
+    """A batch size that gives a small dataset (a user's own folder) at least 8 steps an epoch
+    (never below 16 images); FER2013-sized data keeps the requested size."""
+    return max(1, min(requested, train_images, max(16, train_images // 8)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,11 +356,15 @@ def main(argv: list[str] | None = None) -> int:
         augment=PHOTO_AUGMENT if args.photo_augment else AugmentConfig(),
     )
     try:
-        data = load_dataset(args.data)
+        data = load_dataset(args.data, crop_faces=not args.whole_images)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(data.describe(), flush=True)
+    train_images = min(len(data.train), config.max_train_images or len(data.train))
+    if fit_batch_size(config.batch_size, train_images) != config.batch_size:
+        config.batch_size = fit_batch_size(config.batch_size, train_images)
+        print(f"batch size {config.batch_size} for {train_images} training images", flush=True)
     train(config, data, args.out)
     if not args.no_evaluate:
         from fer.evaluate import evaluate_model_dir

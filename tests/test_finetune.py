@@ -1,0 +1,119 @@
+"""Fine-tuning on a user's own labelled folder: `python -m fer.train --data MY_FOLDER --init-from .../model.keras`.
+
+A small synthetic folder with two of the seven classes, some ordinary photos among the face crops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from fer import train as train_cli
+from fer.config import CLASS_NAMES, PROJECT_ROOT
+from fer.data import FACE_CROP_MARGIN, load_dataset
+from fer.detection import HaarFaceDetector, crop_face
+from fer.report import list_model_dirs
+from tests.conftest import synthetic_face
+
+
+@pytest.fixture
+def user_folder(tmp_path, astronaut_rgb):
+    """happy/ and sad/ only: 48x48 crops, two 512x512 photos of a face and one photo without any."""
+    root = tmp_path / "my_faces"
+    for name in ("happy", "sad"):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            cv2.imwrite(str(root / name / f"{i}.png"), synthetic_face(CLASS_NAMES.index(name), 1000 + i))
+    photo = cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(root / "happy" / "photo_a.jpg"), photo)
+    cv2.imwrite(str(root / "happy" / "photo_b.jpg"), cv2.flip(photo, 1))
+    cv2.imwrite(str(root / "sad" / "wall.jpg"), np.random.default_rng(0).integers(0, 255, (200, 300), np.uint8))
+    return root
+
+
+def test_photos_in_class_folders_are_cropped_to_their_face(user_folder):
+    data = load_dataset(user_folder, use_cache=False)
+    assert data.layout == "class-folders"
+    assert len(data.train) + len(data.val) + len(data.test) == 27 and not data.skipped
+    assert data.uncropped == [str(user_folder / "sad" / "wall.jpg")]  # no face: used whole, and said so
+    assert "no face found in 1 image(s)" in data.describe()
+    gray = cv2.imread(str(user_folder / "happy" / "photo_a.jpg"), cv2.IMREAD_GRAYSCALE)
+    expected = crop_face(gray, HaarFaceDetector().detect_photo(gray)[0], 48, FACE_CROP_MARGIN)
+    everything = np.concatenate([data.train.images, data.val.images, data.test.images])
+    assert any(np.array_equal(image, expected) for image in everything)  # framed as the app frames faces
+    whole = load_dataset(user_folder, use_cache=False, crop_faces=False)
+    assert not any(np.array_equal(image, expected) for image in np.concatenate(
+        [whole.train.images, whole.val.images, whole.test.images]))
+
+
+def test_defaults_suit_fine_tuning(tmp_path):
+    model_dir = tmp_path / "base"
+    model_dir.mkdir()
+    (model_dir / "model.keras").write_bytes(b"placeholder")
+    (model_dir / "train_config.json").write_text(json.dumps({"architecture": "vgg-fast"}))
+    tuned = train_cli.parse_args(["--data", "x", "--out", "y", "--init-from", str(model_dir / "model.keras")])
+    scratch = train_cli.parse_args(["--data", "x", "--out", "y"])
+    assert tuned.learning_rate < scratch.learning_rate and tuned.epochs < scratch.epochs
+    assert (tuned.architecture, scratch.architecture) == ("vgg-fast", train_cli.DEFAULT_ARCHITECTURE)
+    explicit = train_cli.parse_args(["--data", "x", "--out", "y", "--init-from", str(model_dir / "model.keras"),
+                                     "--epochs", "40", "--learning-rate", "5e-4", "--architecture", "vgg"])
+    assert (explicit.epochs, explicit.learning_rate, explicit.architecture) == (40, 5e-4, "vgg")
+    assert train_cli.fit_batch_size(128, 28_000) == 128  # FER2013 keeps its batch size
+    assert train_cli.fit_batch_size(128, 400) == 50 and train_cli.fit_batch_size(128, 20) == 16
+    assert train_cli.fit_batch_size(128, 10) == 10
+
+
+def test_fine_tuning_a_model_on_a_small_folder(kaggle_layout, user_folder, tmp_path):
+    base = tmp_path / "base"
+    assert train_cli.main(["--data", str(kaggle_layout), "--out", str(base), "--epochs", "1", "--batch-size", "16",
+                           "--architecture", "vgg-fast", "--no-evaluate"]) == 0
+    models = tmp_path / "models"
+    mine = models / "mine"
+    # Two epochs keep the test short; the default epochs are checked in test_defaults_suit_fine_tuning.
+    assert train_cli.main(["--data", str(user_folder), "--init-from", str(base / "model.keras"), "--out", str(mine),
+                           "--epochs", "2"]) == 0
+
+    config = json.loads((mine / "train_config.json").read_text())
+    assert config["init_from"] == str(base / "model.keras")
+    assert (config["architecture"], config["learning_rate"]) == ("vgg-fast", train_cli.FINE_TUNE_LEARNING_RATE)
+    assert len(json.loads((mine / "history.json").read_text())["epochs"]["epoch"]) == 2
+    metrics = json.loads((mine / "metrics.json").read_text())
+    counts = metrics["dataset"]["splits"]["train"]["per_class"]
+    assert {name for name, n in counts.items() if n} == {"happy", "sad"}
+
+    import keras
+
+    base_weights = keras.saving.load_model(base / "model.keras", compile=False).get_weights()
+    tuned_weights = keras.saving.load_model(mine / "model.keras", compile=False).get_weights()
+    fresh_weights = train_cli.build_model("vgg-fast").get_weights()
+    moved = sum(float(np.abs(t - b).sum()) for t, b in zip(tuned_weights, base_weights))
+    apart = sum(float(np.abs(f - b).sum()) for f, b in zip(fresh_weights, base_weights))
+    assert 0 < moved < apart / 5, "fine-tuning starts from the given weights and adjusts them"
+
+    assert mine in list_model_dirs(models)
+    # Chosen with FER_MODEL_DIR, the app loads it and the report page offers and shows it.
+    script = (
+        "from streamlit.testing.v1 import AppTest\n"
+        "from fer.config import DEFAULT_MODEL_DIR\n"
+        "from fer.recognition import EmotionRecognizer\n"
+        "import numpy as np\n"
+        "recognizer = EmotionRecognizer()\n"
+        "face = recognizer.predict(np.full((48, 48), 120, np.uint8), whole_image=True)[0]\n"
+        "app = AppTest.from_file('app_pages/3_Model_report.py', default_timeout=120).run()\n"
+        "assert not app.exception, [e.value for e in app.exception]\n"
+        "options = app.selectbox[0].options if app.selectbox else []\n"
+        f"print(DEFAULT_MODEL_DIR.name, recognizer.backend_name, face.label in {CLASS_NAMES!r}, options)\n"
+    )
+    env = {**os.environ, "FER_MODEL_DIR": str(mine)}
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", script], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    name, backend, labelled, options = done.stdout.strip().splitlines()[-1].split(" ", 3)
+    assert (name, backend, labelled) == ("mine", "keras", "True")
+    assert "'mine'" in options
