@@ -370,8 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         from fer.evaluate import evaluate_model_dir
 
         metrics = evaluate_model_dir(args.out, data)
-        print(f"PrivateTest accuracy {metrics['test']['accuracy']:.4f}, "
-              f"macro-F1 {metrics['test']['macro_f1']:.4f}", flush=True)
+        test_name = "PrivateTest" if data.layout.startswith("fer2013") else "held-out test part of the folder"
+        print(f"{test_name}: accuracy {metrics['test']['accuracy']:.4f}, "
+              f"macro-F1 over the 7 classes {metrics['test']['macro_f1']:.4f}", flush=True)
     shutil.rmtree(args.out / "checkpoints" / "tmp", ignore_errors=True)
     return 0
 
