@@ -115,8 +115,10 @@ for index, (name, data) in enumerate(photos):
         why_cols = st.columns(4)
         for number, face in enumerate(result.faces, 1):
             explanation = explain_face(recognizer, image, face)
+            drop = 100 * explanation.largest_drop
             why_cols[(number - 1) % 4].image(explanation.overlay(), width="stretch", caption=(
-                f"#{number} {face.label}: the hotter the colour, the more hiding that part lowered {face.label}"))
+                f"#{number} {face.label}: hiding the hottest part lowers it by {drop:.1f} points"
+                + (" (no single part decides it)" if drop < 5 else "")))
     st.dataframe(rows, width="stretch", hide_index=True, column_config=PERCENT_COLUMNS)
     d1, d2, d3 = st.columns(3)
     stem = name.rsplit(".", 1)[0]

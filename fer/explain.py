@@ -36,6 +36,12 @@ class Explanation:
     importance: np.ndarray  # (48, 48) float32
     picture: np.ndarray  # the same square of the image at display resolution (grey), for `overlay`
 
+    @property
+    def largest_drop(self) -> float:
+        """The most that hiding one part lowered the label's probability (0.05: five points). Small
+        values mean no single part decides: the evidence is spread over the face."""
+        return max(0.0, float(self.importance.max()))
+
     def overlay(self) -> np.ndarray:
         """The face (RGB, at `picture`'s size) with the evidence for the label in red-yellow: the
         stronger the colour, the more the probability fell when that part was hidden."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fer.config import CLASS_NAMES, PROJECT_ROOT
-from fer.explain import explain_face, occlusion_importance
+from fer.explain import Explanation, explain_face, occlusion_importance
 from fer.recognition import EmotionRecognizer
 
 
@@ -29,6 +29,9 @@ def test_the_map_points_at_the_region_a_model_reads():
     y, x = np.unravel_index(importance.argmax(), importance.shape)
     assert 30 <= y < 40 and 12 <= x < 22
     assert importance[:20].max() == pytest.approx(0) and importance[:, 30:].max() == pytest.approx(0)
+    explanation = Explanation("happy", probability, crop, importance, crop)
+    # Hiding the patch's middle 8x8 takes out 64 of its 100 bright pixels: up to 64 % of (250 - mean) / 255.
+    assert 0.2 < explanation.largest_drop <= 0.64 * (250 - crop.mean()) / 255 + 1e-6
     with pytest.raises(ValueError, match="48"):
         occlusion_importance(classify, np.zeros((40, 40), np.uint8), 0)
 
