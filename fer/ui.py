@@ -23,7 +23,7 @@ import streamlit as st
 import fer.config
 from fer.config import CLASS_NAMES, EMOTION_COLORS
 from fer.drawing import draw_faces, fit_for_display, reading_order
-from fer.images import InvalidImageError, read_image
+from fer.images import MAX_FILE_BYTES, InvalidImageError, read_image
 from fer.recognition import EmotionRecognizer, Face
 from fer.report import IN_THE_WILD_FIGURES, ModelArtifacts
 from fer.video import FaceTracks, FrameResult
@@ -137,8 +137,10 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 
 def upload_limit_mb() -> int:
-    """The per-file upload limit from .streamlit/config.toml, to say it in words."""
-    return int(st.get_option("server.maxUploadSize"))
+    """The photo pages' per-file limit, to say it in words: what the decoder reads
+    (`fer.images.MAX_FILE_BYTES`), within the server's cap for any upload (.streamlit/config.toml,
+    raised for the video page)."""
+    return min(int(st.get_option("server.maxUploadSize")), MAX_FILE_BYTES // 2**20)
 
 
 @dataclass

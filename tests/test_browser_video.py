@@ -60,6 +60,7 @@ def _upload(page, app_url, path) -> None:
 
 def test_video_page_analyses_an_uploaded_clip(page, app_url, clips):
     _upload(page, app_url, clips[0])
+    page.get_by_text("Video: MP4, MOV, WebM or AVI, up to 200 MB").wait_for(timeout=90_000)  # the limit in words
     assert "640x480, 2.0 s at 30 frames a second" in page.get_by_test_id("video-info").inner_text(timeout=90_000)
     page.get_by_role("button", name="Analyse video").click()
     done = page.get_by_test_id("video-done")
