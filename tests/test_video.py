@@ -354,3 +354,12 @@ def test_uploaded_bytes_are_read_without_a_temporary_file(recognizer, two_faces_
     upload = io.BytesIO(two_faces_video.read_bytes())
     assert probe_video(upload).frame_count == 45
     assert analyse_video(upload, recognizer, sampling=Sampling(every=9)).frames_analysed == 5
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mov", "libx264"), (".webm", "libvpx-vp9"), (".avi", "mpeg4"), (".mkv", "libx264")])
+def test_the_page_s_containers_and_codecs_are_read(recognizer, astronaut_rgb, tmp_path, suffix, codec):
+    video = write_video(tmp_path / f"clip{suffix}", two_faces_frames(astronaut_rgb, 12), codec=codec)
+    info = probe_video(video)
+    assert (info.width, info.height) == (640, 480) and info.duration_s == pytest.approx(0.4, abs=0.05)
+    analysis = analyse_video(video, recognizer)
+    assert analysis.frames_analysed == 12 and len(analysis.tracks.face_ids()) == 2
