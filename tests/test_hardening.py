@@ -1,8 +1,8 @@
 """Hostile inputs (issue 12): each ends in a clean `InvalidImageError` or `ValueError`, or a result,
 within bounded memory and time; file paths are read only if they are regular files of sane size.
 
-Memory is measured in a subprocess (peak resident memory above the resting process, which has
-the model loaded), under an address-space limit so that a regression fails instead of swapping.
+Memory is measured in a subprocess (its peak resident memory, VmHWM, above the resting process,
+which has the model loaded), under an address-space limit so that a regression fails instead of swapping.
 """
 
 from __future__ import annotations
@@ -58,6 +58,11 @@ _CHILD = textwrap.dedent("""
     setup, call = sys.argv[1], sys.argv[2]
     exec(setup)
     rest = status("VmRSS")
+    try:  # reset the peak so it measures this call alone (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
     limit = int((status("VmSize") + 2048) * 2**20)  # a regression fails fast instead of swapping
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     started = time.perf_counter()
@@ -69,7 +74,8 @@ _CHILD = textwrap.dedent("""
     except BaseException as exc:
         outcome = f"UNCLEAN {type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would carry the parent pytest's own peak
+    peak = status("VmHWM")
     print(json.dumps({"outcome": outcome, "peak_mb": peak - rest, "seconds": seconds}))
 """)
 
