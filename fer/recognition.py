@@ -54,6 +54,10 @@ class Face:
         }
 
 
+#: Faces per backend call in `classify` (x10 views with ten-crop): bounds the activations' memory.
+CLASSIFY_CHUNK = 64
+
+
 class EmotionRecognizer:
     """Face detection + emotion classification with one shared, batched pipeline.
 
@@ -168,7 +172,10 @@ class EmotionRecognizer:
         recognizer's test-time augmentation views (one backend call for all of them)."""
         if faces48.ndim != 3 or faces48.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
             raise ValueError(f"expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}) crops, got {faces48.shape}")
-        probs = predict_with_tta(self.backend.predict, faces48, self.tta)
+        # In chunks: a caller's thousands of crops (times ten views) would otherwise be one huge backend batch.
+        probs = np.concatenate([predict_with_tta(self.backend.predict, faces48[start:start + CLASSIFY_CHUNK], self.tta)
+                                for start in range(0, len(faces48), CLASSIFY_CHUNK)] or
+                               [predict_with_tta(self.backend.predict, faces48, self.tta)])
         problem = describe_bad_probabilities(np.asarray(probs, dtype=np.float64), len(faces48))
         if problem:
             raise ModelLoadError(f"the model {self.backend.path} gave {problem}; the file is damaged: "

@@ -86,9 +86,16 @@ class ModelArtifacts:
 
     @property
     def in_the_wild(self) -> dict:
-        """Figures on in-the-wild photos (ExpW), when the evaluation recorded them; else {}."""
+        """Figures on in-the-wild photos (ExpW), when the evaluation recorded them; else {}
+        (`in_the_wild_skipped` then says why, if the evaluation left a reason)."""
         wild = self.metrics.get("in_the_wild")
-        return wild if isinstance(wild, dict) else {}
+        return wild if isinstance(wild, dict) and "skipped" not in wild else {}
+
+    @property
+    def in_the_wild_skipped(self) -> str | None:
+        """Why the in-the-wild section was not computed (data absent, or not run by training), if it says."""
+        wild = self.metrics.get("in_the_wild")
+        return str(wild["skipped"]) if isinstance(wild, dict) and "skipped" in wild else None
 
     def lineage(self, max_runs: int = 20) -> tuple[list[ModelArtifacts], str | None]:
         """This run and the runs it warm-restarted from (`init_from`), oldest first, as far back as

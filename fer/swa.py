@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_evaluate:
             from fer.evaluate import evaluate_model_dir
 
-            metrics = evaluate_model_dir(args.out, data)
+            metrics = evaluate_model_dir(args.out, data, wild=False)  # fer.evaluate adds the in-the-wild section
             print(f"{args.out}: PrivateTest accuracy {metrics['test']['accuracy']:.4f}, "
                   f"PublicTest accuracy {metrics['val']['accuracy']:.4f}")
     except (OSError, ValueError) as exc:

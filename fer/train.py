@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_evaluate:
         from fer.evaluate import evaluate_model_dir
 
-        metrics = evaluate_model_dir(args.out, data)
+        metrics = evaluate_model_dir(args.out, data, wild=False)  # fer.evaluate adds the in-the-wild section
         test_name = "PrivateTest" if data.layout.startswith("fer2013") else "held-out test part of the folder"
         print(f"{test_name}: accuracy {metrics['test']['accuracy']:.4f}, "
               f"macro-F1 over the 7 classes {metrics['test']['macro_f1']:.4f}", flush=True)

@@ -354,8 +354,9 @@ def show_in_the_wild(art: ModelArtifacts, per_row: int = 4) -> None:
     """Accuracy on in-the-wild photos (ExpW) beside FER2013's, or a line saying it is not measured yet."""
     wild = art.in_the_wild
     if not wild:
+        reason = art.in_the_wild_skipped or "`metrics.json` has no `in_the_wild` section"
         st.caption("In-the-wild figures (ExpW photos, found and classified end to end): not recorded for this "
-                   "model yet; `metrics.json` has no `in_the_wild` section.")
+                   f"model yet; {escape_markdown(reason)}.")
         return
     names = {"accuracy_all": "accuracy, all faces", "found_rate": "faces found", "accuracy_found": "accuracy, found faces",
              "macro_f1": "macro-F1, all faces"}

@@ -76,6 +76,24 @@ def test_predict_faces_batches_crops_and_matches_detection(recognizer, astronaut
     assert recognizer.predict_faces([]) == []
 
 
+def test_many_crops_are_classified_in_chunks_with_the_same_result(recognizer):
+    from fer.recognition import CLASSIFY_CHUNK
+
+    crops = np.random.default_rng(1).integers(0, 256, (2 * CLASSIFY_CHUNK + 5, 48, 48), dtype=np.uint8)
+    calls = []
+    predict = recognizer.backend.predict
+    recognizer.backend.predict = lambda batch: calls.append(len(batch)) or predict(batch)
+    try:
+        together = recognizer.classify(crops)
+    finally:
+        recognizer.backend.predict = predict
+    one_by_one = np.concatenate([recognizer.classify(crop[None]) for crop in crops[:3]])
+    views = calls[0] // CLASSIFY_CHUNK
+    assert calls == [views * CLASSIFY_CHUNK, views * CLASSIFY_CHUNK, views * 5]
+    assert together.shape == (len(crops), 7)
+    np.testing.assert_allclose(together[:3], one_by_one, atol=1e-5)
+
+
 def test_given_boxes_skip_detection(recognizer, astronaut_rgb):
     detected = recognizer.predict(astronaut_rgb, color_order="rgb")[0]
     other = (10, 10, 120, 120)

@@ -59,6 +59,14 @@ def test_in_the_wild_figures_appear_when_recorded(tmp_path):
     assert "accuracy on found faces is 50.0 %, against 55.0 % on FER2013's PrivateTest" in card
 
 
+def test_a_skipped_in_the_wild_section_gives_its_reason_and_no_figures(tmp_path):
+    art = _folder(tmp_path, _metrics({n: 0.5 for n in CLASS_NAMES}, {n: 10 for n in CLASS_NAMES},
+                                     in_the_wild={"skipped": "no in-the-wild dataset at /x"}))
+    assert art.in_the_wild == {} and art.in_the_wild_skipped == "no in-the-wild dataset at /x"
+    card = render_model_card(art)
+    assert "In the wild (ExpW" not in card and "has not been measured" in card
+
+
 @pytest.mark.parametrize("content, problem", [("{not json", "metrics.json could not be read"),
                                               ("[1, 2]", "metrics.json does not hold a JSON object"),
                                               (None, "metrics.json is missing")])

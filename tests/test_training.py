@@ -8,6 +8,7 @@ import pytest
 
 from fer import evaluate as evaluate_cli
 from fer import train as train_cli
+from fer.evaluate import WILD_NOT_RUN
 from fer.manifest import read_manifest, sha256_file
 from fer.report import ModelArtifacts
 
@@ -34,6 +35,7 @@ def test_training_writes_every_artifact(trained):
     assert len(metrics["test"]["confusion_matrix"]) == 7
     assert metrics["dataset"]["splits"]["train"]["total"] == 42
     assert metrics["config"]["epochs"] == 1 and metrics["training"]["epochs_run"] == 1
+    assert metrics["in_the_wild"] == {"skipped": WILD_NOT_RUN}  # minutes of photos; fer.evaluate adds them
     assert json.loads((trained / "architecture.json").read_text())["class_name"] == "Functional"
     card = (trained / "MODEL_CARD.md").read_text()
     assert f"{100 * metrics['test']['accuracy']:.2f} %" in card
@@ -51,13 +53,17 @@ def test_rerun_resumes_from_the_last_epoch(trained, kaggle_layout):
     assert ModelArtifacts.load(trained).training["epochs_run"] == 2
 
 
-def test_evaluate_cli_recomputes_metrics(trained, kaggle_layout, capsys):
+def test_evaluate_cli_recomputes_metrics(trained, kaggle_layout, tmp_path, capsys):
     before = json.loads((trained / "metrics.json").read_text())
     (trained / "metrics.json").unlink()
-    assert evaluate_cli.main([str(trained), "--data", str(kaggle_layout)]) == 0
+    no_photos = tmp_path / "no-expw"
+    assert evaluate_cli.main([str(trained), "--data", str(kaggle_layout), "--expw", str(no_photos)]) == 0
     after = json.loads((trained / "metrics.json").read_text())
     assert after["test"]["confusion_matrix"] == before["test"]["confusion_matrix"]
-    assert "PrivateTest accuracy" in capsys.readouterr().out
+    assert str(no_photos) in after["in_the_wild"]["skipped"]
+    out = capsys.readouterr().out
+    assert "PrivateTest accuracy" in out and "in the wild: skipped" in out
+    assert "no-expw" in ModelArtifacts.load(trained).in_the_wild_skipped and not ModelArtifacts.load(trained).in_the_wild
 
 
 def test_bad_arguments_are_rejected(tmp_path, capsys):
