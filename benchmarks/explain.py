@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks import publish  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, IMAGE_SIZE  # noqa: E402
 from fer.explain import PATCH, STRIDE, occlusion_importance  # noqa: E402
 from fer.recognition import EmotionRecognizer  # noqa: E402
@@ -216,10 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         *[f"| {name} | {r['mean']:.3f} | {r['blur']:.3f} |" for name, r in rows.items()],
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    args.out.write_text(report)
-    return 0
+    return publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from skimage import data  # noqa: E402
 
+from benchmarks import publish  # noqa: E402
 from fer.recognition import EmotionRecognizer  # noqa: E402
 from fer.video import Sampling, analyse_video, video_encoder  # noqa: E402
 from tests.media import two_faces_frames, write_video  # noqa: E402
@@ -71,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         *[f"| {name} | {n} | {wall:.2f} | {free:.2f} | {ms:.1f} | {faces} |" for name, n, wall, free, ms, faces in rows],
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    args.out.write_text(report)
-    return 0
+    return publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests import craft
 from tests.craft import encode
 
 SEED = 12
@@ -29,33 +30,16 @@ MUTANTS = 300
 MEMORY_BOUND_MB = 500
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-_WORKER = textwrap.dedent("""
-    import json, os, resource, sys, time, warnings
-    warnings.simplefilter("ignore")
-    import numpy as np
-    from fer import EmotionRecognizer, InvalidImageError
-    from fer.config import DEFAULT_MODEL_DIR
-
-    def status(key):
-        for line in open("/proc/self/status"):
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024
-
-    recognizer = EmotionRecognizer(DEFAULT_MODEL_DIR, tta="none")
-    recognizer.predict(np.zeros((64, 64), np.uint8))
+_WORKER = craft.CHILD_PRELUDE + textwrap.dedent("""
     limit = int((status("VmSize") + 1024) * 2**20)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    try:
-        open("/proc/self/clear_refs", "w").write("5")  # resets the peak, so it can be read per image
-        per_image_peak = True
-    except OSError:
-        per_image_peak = False
+    per_image_peak = reset_peak()  # the peak can then be read per image
     for line in sys.stdin:
         path = line.strip()
         print(json.dumps({"start": path}), flush=True)
         rest = status("VmRSS")
         if per_image_peak:
-            open("/proc/self/clear_refs", "w").write("5")
+            reset_peak()
         started = time.perf_counter()
         try:
             faces = recognizer.predict(path, whole_image=path.endswith("-whole"))

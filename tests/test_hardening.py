@@ -41,28 +41,11 @@ def recognizer(shipped_model_dir):
 
 # ---------------------------------------------------------------- memory and time, in a subprocess
 
-_CHILD = textwrap.dedent("""
-    import json, os, resource, sys, time, warnings
-    warnings.simplefilter("ignore")
-    import numpy as np
-    from fer import EmotionRecognizer, InvalidImageError
-    from fer.config import DEFAULT_MODEL_DIR
-
-    def status(key):
-        for line in open("/proc/self/status"):
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024
-
-    recognizer = EmotionRecognizer(DEFAULT_MODEL_DIR, tta="none")
-    recognizer.predict(np.zeros((64, 64), np.uint8))
+_CHILD = craft.CHILD_PRELUDE + textwrap.dedent("""
     setup, call = sys.argv[1], sys.argv[2]
     exec(setup)
     rest = status("VmRSS")
-    try:  # reset the peak so it measures this call alone (Linux >= 4.0)
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-    except OSError:
-        pass
+    reset_peak()  # so the peak is this call's alone
     limit = int((status("VmSize") + 2048) * 2**20)  # a regression fails fast instead of swapping
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     started = time.perf_counter()
@@ -74,7 +57,6 @@ _CHILD = textwrap.dedent("""
     except BaseException as exc:
         outcome = f"UNCLEAN {type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
-    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would carry the parent pytest's own peak
     peak = status("VmHWM")
     print(json.dumps({"outcome": outcome, "peak_mb": peak - rest, "seconds": seconds}))
 """)
