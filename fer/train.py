@@ -344,8 +344,29 @@ def fit_batch_size(requested: int, train_images: int) -> int:
     return max(1, min(requested, train_images, max(16, train_images // 8)))
 
 
+#: CPU flags that give bfloat16 arithmetic in hardware; without them TensorFlow emulates it.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool | None:
+    """Whether the CPU computes bfloat16 natively (None when /proc/cpuinfo cannot say, e.g. not Linux).
+
+    Without it `--mixed-precision` is emulated and slow: on an AVX2-only AMD EPYC (Zen 3) `vgg` trained
+    at 6 images/s in bfloat16 against 75 in float32 (it gains about 10 % where AVX-512 BF16 exists)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), None)
+    return None if flags is None else any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.mixed_precision and cpu_has_bfloat16() is False and not tf.config.list_physical_devices("GPU"):
+        print("warning: --mixed-precision on a CPU without bfloat16 instructions (no avx512_bf16 / amx_bf16): "
+              "TensorFlow emulates it, about 12x slower than float32 on such CPUs; leave the flag out", file=sys.stderr)
     config = TrainConfig(
         architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, learning_rate=args.learning_rate, schedule=args.schedule,

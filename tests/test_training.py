@@ -72,3 +72,17 @@ def test_bad_arguments_are_rejected(tmp_path, capsys):
     assert exc.value.code == 2
     assert train_cli.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")]) == 2
     assert "dataset not found" in capsys.readouterr().err
+
+
+def test_bfloat16_support_is_read_from_the_cpu_flags():
+    zen3 = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma\n"
+    sapphire = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n"
+    assert train_cli.cpu_has_bfloat16(zen3) is False
+    assert train_cli.cpu_has_bfloat16(sapphire) is True
+    assert train_cli.cpu_has_bfloat16("no flags line here") is None
+
+
+def test_mixed_precision_on_a_cpu_without_bfloat16_warns(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_cli, "cpu_has_bfloat16", lambda: False)
+    assert train_cli.main(["--out", str(tmp_path / "m"), "--mixed-precision", "--data", str(tmp_path / "absent")]) == 2
+    assert "without bfloat16 instructions" in capsys.readouterr().err
