@@ -152,6 +152,13 @@ def _list_images(root: Path) -> list[tuple[Path, str]]:
     return found
 
 
+def _has_official_split(files: list[tuple[Path, str]]) -> bool:
+    """FER2013's own split: every file named Training_/PublicTest_/PrivateTest_ and all three present.
+    A folder of such files without the test splits (a user's picks from FER2013) is split like any other."""
+    splits = {_official_split(path.name) for path, _ in files}
+    return splits == {SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST}
+
+
 def _official_split(filename: str) -> str | None:
     for prefix in (SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST):
         if filename.startswith(prefix + "_"):
@@ -209,7 +216,7 @@ def _decode_face(path: Path, uncropped: list[str]) -> tuple[np.ndarray | None, s
 def _load_folder(
     root: Path, files: list[tuple[Path, str]], *, val_fraction: float, seed: int, crop_faces: bool = True,
 ) -> Dataset:
-    official = all(_official_split(p.name) for p, _ in files)
+    official = _has_official_split(files)
     uncropped: list[str] = []
     if official:  # FER2013 is strict about 48x48
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
@@ -334,8 +341,10 @@ def _load_csv(path: Path) -> Dataset:
 
 def _cache_key(root: Path, files: list[tuple[Path, str]], val_fraction: float, seed: int, crop_faces: bool = True) -> str:
     # Face cropping only applies to class folders; other keys keep their earlier form (FER2013's cache stays valid).
-    official = all(_official_split(p.name) for p, _ in files)
+    official = _has_official_split(files)
     tag = "|faces" if crop_faces and not official else ""
+    if not official and all(_official_split(p.name) for p, _ in files):
+        tag += "|own-split"  # such folders were once read as FER2013's split: keep those caches out
     digest = hashlib.sha256(f"{_CACHE_VERSION}|{root.resolve()}|{val_fraction}|{seed}{tag}".encode())
     for path, _label in files:
         stat = path.stat()

@@ -152,28 +152,51 @@ def model_summary(model_dir: Path, model) -> dict:
     }
 
 
+def default_data_for(model_dir: Path) -> Path:
+    """What a model is evaluated (and, for INT8, calibrated) on by default: the user's own folder it was
+    fine-tuned and tested on, as its training.json (or metrics.json) records it while that folder
+    exists; else FER2013."""
+    for name, key in (("training.json", "data"), (METRICS_FILE, "dataset")):
+        try:
+            recorded = json.loads((Path(model_dir) / name).read_text()).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(recorded, dict) and recorded.get("layout") == "class-folders":
+            source = recorded.get("source")
+            if isinstance(source, str) and Path(source).is_dir():
+                return Path(source)
+    return DEFAULT_DATA_DIR
+
+
+def reported_split_name(data: Dataset) -> str:
+    """How the reported split is called: FER2013's PrivateTest, or the part of a user's folder held out."""
+    return "PrivateTest" if data.layout.startswith("fer2013") else "held-out test part of the folder"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", type=Path, nargs="?", default=DEFAULT_MODEL_DIR)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FER2013 folder or fer2013.csv")
+    parser.add_argument("--data", type=Path, help="FER2013 folder or fer2013.csv (default: the folder a fine-tuned "
+                        "model was trained on, as its metrics.json records it, else FER2013)")
     parser.add_argument("--expw", type=Path, default=DEFAULT_EXPW_DIR,
                         help="ExpW in-the-wild photos for the whole-pipeline section (skipped, and said so, when absent)")
     args = parser.parse_args(argv)
     try:
-        data = load_dataset(args.data)
+        data = load_dataset(args.data or default_data_for(args.model_dir))
         metrics = evaluate_model_dir(args.model_dir, data, wild_dir=args.expw)
     except (OSError, ValueError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.model_dir}: PrivateTest accuracy {metrics['test']['accuracy']:.4f}, "
-          f"macro-F1 {metrics['test']['macro_f1']:.4f}, PublicTest accuracy {metrics['val']['accuracy']:.4f}")
+    test, validation = (("PrivateTest", "PublicTest") if data.layout.startswith("fer2013") else ("test", "validation"))
+    print(f"{args.model_dir}: {reported_split_name(data)} accuracy {metrics['test']['accuracy']:.4f}, "
+          f"macro-F1 {metrics['test']['macro_f1']:.4f}, {validation} accuracy {metrics['val']['accuracy']:.4f}")
     for name, fmt in metrics["formats"].items():
         if "error" in fmt:
             print(f"  {name:<12} error: {fmt['error']}")
         else:
-            print(f"  {name:<12} {fmt['size_bytes'] / 1e6:7.2f} MB  PrivateTest {fmt['test_accuracy']:.4f}")
+            print(f"  {name:<12} {fmt['size_bytes'] / 1e6:7.2f} MB  {test} {fmt['test_accuracy']:.4f}")
     for mode, result in metrics["tta"].items():
-        print(f"  TTA {mode:<8} PrivateTest {result['test_accuracy']:.4f}, PublicTest {result['val_accuracy']:.4f}")
+        print(f"  TTA {mode:<8} {test} {result['test_accuracy']:.4f}, {validation} {result['val_accuracy']:.4f}")
     wild = metrics.get("in_the_wild", {})
     if "skipped" in wild:
         print(f"  in the wild: skipped ({wild['skipped']})")

@@ -19,8 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fer.backends import BACKEND_FILES, ModelLoadError  # noqa: E402
-from fer.config import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, IMAGE_SIZE  # noqa: E402
+from fer.config import DEFAULT_MODEL_DIR, IMAGE_SIZE  # noqa: E402
 from fer.data import load_dataset  # noqa: E402
+from fer.evaluate import default_data_for  # noqa: E402
 from fer.manifest import ManifestError, verify_model_file, write_manifest  # noqa: E402
 
 CALIBRATION_IMAGES = 500
@@ -115,9 +116,11 @@ def export_all(model_dir: Path, train_images: np.ndarray, seed: int = 0) -> dict
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer.export", description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", type=Path, nargs="?", default=DEFAULT_MODEL_DIR)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FER2013 (calibration and evaluation)")
+    parser.add_argument("--data", type=Path, help="images for INT8 calibration and evaluation (default: the folder a "
+                        "fine-tuned model was trained on, as its metrics.json records it, else FER2013)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip re-computing metrics.json")
     args = parser.parse_args(argv)
+    args.data = args.data or default_data_for(args.model_dir)
     try:
         data = load_dataset(args.data)
         files = export_all(args.model_dir, data.train.images)

@@ -234,7 +234,7 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     # Only the new model.keras: exports left from an earlier run are then refused until re-exported.
     write_manifest(out_dir, [ARTIFACT_MODEL])
     (out_dir / ARTIFACT_ARCHITECTURE).write_text(model.to_json(indent=1))
-    write_training_summary(out_dir, config, time.time() - started, len(data.train))
+    write_training_summary(out_dir, config, time.time() - started, data)
     return model
 
 
@@ -248,8 +248,10 @@ def as_float32(model: keras.Model, architecture: str) -> keras.Model:
     return fresh
 
 
-def write_training_summary(out_dir: Path, config: TrainConfig, seconds: float, train_images: int) -> None:
-    """Hardware, wall time and throughput; evaluation folds these into metrics.json and the card."""
+def write_training_summary(out_dir: Path, config: TrainConfig, seconds: float, data: Dataset) -> None:
+    """Hardware, wall time, throughput and the data trained on (so that re-evaluating a fine-tuned model
+    uses its own folder); evaluation folds these into metrics.json and the card."""
+    train_images = len(data.train)
     history = json.loads((out_dir / ARTIFACT_HISTORY).read_text())["epochs"]
     epoch_seconds = history.get("seconds", [])
     summary = {
@@ -261,6 +263,7 @@ def write_training_summary(out_dir: Path, config: TrainConfig, seconds: float, t
         "hardware": hardware_description(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "data": {"source": data.source, "layout": data.layout},
     }
     (out_dir / "training.json").write_text(json.dumps(summary, indent=1))
 
@@ -275,7 +278,21 @@ def hardware_description() -> str:
     except OSError:
         pass
     gpus = tf.config.list_physical_devices("GPU")
-    return f"{os.cpu_count()} x {cpu}" + (f", {len(gpus)} GPU" if gpus else ", CPU only")
+    vector = _vector_extensions()
+    return f"{os.cpu_count()} x {cpu}" + (f" ({vector})" if vector else "") + (f", {len(gpus)} GPU" if gpus else ", CPU only")
+
+
+def _vector_extensions() -> str | None:
+    """The widest vector instructions the CPU has: training speed differs about 4x between them here."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
+        if flag in flags:
+            return name
+    return None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -382,17 +399,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(data.describe(), flush=True)
+    empty = [name for name, split in (("validation", data.val), ("test", data.test)) if len(split) == 0]
+    if empty:  # selection and the reported figures would be meaningless (0 % of nothing)
+        print(f"error: {args.data} gives no {' and no '.join(empty)} images; put at least 2 images in each class "
+              "folder (a tenth of each class, at least one, is held out for each)", file=sys.stderr)
+        return 2
     train_images = min(len(data.train), config.max_train_images or len(data.train))
     if fit_batch_size(config.batch_size, train_images) != config.batch_size:
         config.batch_size = fit_batch_size(config.batch_size, train_images)
         print(f"batch size {config.batch_size} for {train_images} training images", flush=True)
     train(config, data, args.out)
     if not args.no_evaluate:
-        from fer.evaluate import evaluate_model_dir
+        from fer.evaluate import evaluate_model_dir, reported_split_name
 
         metrics = evaluate_model_dir(args.out, data, wild=False)  # fer.evaluate adds the in-the-wild section
-        test_name = "PrivateTest" if data.layout.startswith("fer2013") else "held-out test part of the folder"
-        print(f"{test_name}: accuracy {metrics['test']['accuracy']:.4f}, "
+        print(f"{reported_split_name(data)}: accuracy {metrics['test']['accuracy']:.4f}, "
               f"macro-F1 over the 7 classes {metrics['test']['macro_f1']:.4f}", flush=True)
     shutil.rmtree(args.out / "checkpoints" / "tmp", ignore_errors=True)
     return 0

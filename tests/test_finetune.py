@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fer import evaluate as evaluate_cli
 from fer import train as train_cli
 from fer.config import CLASS_NAMES, PROJECT_ROOT
 from fer.data import FACE_CROP_MARGIN, load_dataset
@@ -52,6 +53,26 @@ def test_photos_in_class_folders_are_cropped_to_their_face(user_folder):
         [whole.train.images, whole.val.images, whole.test.images]))
 
 
+def test_a_folder_of_fer2013_training_files_is_split_like_any_other(tmp_path):
+    """Faces picked from FER2013's Training images keep its file names but not its test splits."""
+    for cls, name in enumerate(("happy", "sad")):
+        (tmp_path / "picks" / name).mkdir(parents=True)
+        for i in range(10):
+            cv2.imwrite(str(tmp_path / "picks" / name / f"Training_{cls}{i}.jpg"), synthetic_face(cls, i))
+    data = load_dataset(tmp_path / "picks", use_cache=False, crop_faces=False)
+    assert data.layout == "class-folders"
+    assert (len(data.train), len(data.val), len(data.test)) == (16, 2, 2)
+
+
+def test_a_folder_too_small_to_hold_out_images_is_refused(tmp_path, capsys):
+    for cls, name in enumerate(("happy", "sad")):
+        (tmp_path / "tiny" / name).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "tiny" / name / "only.jpg"), synthetic_face(cls, 0))
+    assert train_cli.main(["--data", str(tmp_path / "tiny"), "--out", str(tmp_path / "m"), "--whole-images"]) == 2
+    assert "gives no validation and no test images" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 def test_defaults_suit_fine_tuning(tmp_path):
     model_dir = tmp_path / "base"
     model_dir.mkdir()
@@ -86,6 +107,13 @@ def test_fine_tuning_a_model_on_a_small_folder(kaggle_layout, user_folder, tmp_p
     metrics = json.loads((mine / "metrics.json").read_text())
     counts = metrics["dataset"]["splits"]["train"]["per_class"]
     assert {name for name, n in counts.items() if n} == {"happy", "sad"}
+    # Re-evaluating (as fer.export does) uses the folder it was tested on, not FER2013.
+    assert evaluate_cli.default_data_for(mine) == user_folder
+    (mine / "metrics.json").unlink()
+    assert evaluate_cli.main([str(mine), "--expw", str(tmp_path / "no-expw")]) == 0
+    again = json.loads((mine / "metrics.json").read_text())
+    assert again["test"]["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    assert again["dataset"]["source"] == str(user_folder)
 
     import keras
 
