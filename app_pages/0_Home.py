@@ -56,9 +56,11 @@ with figures:
     two_detectors = recognizer is not None and getattr(recognizer.detector.settings, "second_detector", False)
     st.write("Faces are found with OpenCV's Haar cascade" + (" (in photos also with dlib's HOG detector)" if two_detectors
                                                              else "")
-             + " and classified by a compact CNN trained from scratch on FER2013 (48x48 grey faces).")
-    st.markdown("**On FER2013's test photos**")
-    show_headline(art, only=("PrivateTest accuracy", "macro-F1", "PublicTest accuracy"), per_row=3)
+             + " and classified by a compact CNN trained from scratch on FER2013 (48x48 grey faces)"
+             + (", then fine-tuned on a folder of labelled photos." if art.splits["test"] != "PrivateTest" else "."))
+    split = art.splits
+    st.markdown("**On FER2013's test photos**" if split["test"] == "PrivateTest" else "**On its own held-out test photos**")
+    show_headline(art, only=(f"{split['test']} accuracy", "macro-F1", f"{split['val']} accuracy"), per_row=3)
     show_missing_figures(art)
     if protocol := art.metrics.get("protocol"):
         st.caption(escape_markdown(protocol))
@@ -66,7 +68,7 @@ with figures:
         st.caption(
             "With test-time augmentation: "
             + ", ".join(f"{mode} {100 * r['test_accuracy']:.1f} %" for mode, r in tta.items())
-            + f" PrivateTest accuracy. The live page uses {DEFAULT_TTA}, the upload page {PHOTO_TTA}."
+            + f" {split['test']} accuracy. The live page uses {DEFAULT_TTA}, the upload page {PHOTO_TTA}."
         )
     st.markdown("**On photos from the wild (ExpW)**")
     show_in_the_wild(art, per_row=2)

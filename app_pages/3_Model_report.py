@@ -23,6 +23,8 @@ names = [p.name for p in model_dirs]
 default = names.index(DEFAULT_MODEL_DIR.name) if DEFAULT_MODEL_DIR.name in names else 0
 chosen = st.selectbox("Model", names, index=default) if len(names) > 1 else names[0]
 art = artifacts_for(model_dirs[names.index(chosen)])
+split = art.splits  # FER2013's split names, or a fine-tuned model's own folder parts
+val_label = "validation" if split["val"] == "validation" else f"validation ({split['val']})"
 show_headline(art)
 show_missing_figures(art)
 
@@ -33,7 +35,7 @@ if history.get("epoch"):
     for col, metric, title in ((cols[0], "accuracy", "Accuracy"), (cols[1], "loss", "Loss")):
         fig = go.Figure()
         fig.add_trace(go.Scatter(x=history["epoch"], y=history.get(metric, []), name="train (augmented)", mode="lines+markers"))
-        fig.add_trace(go.Scatter(x=history["epoch"], y=history.get(f"val_{metric}", []), name="validation (PublicTest)",
+        fig.add_trace(go.Scatter(x=history["epoch"], y=history.get(f"val_{metric}", []), name=val_label,
                                  mode="lines+markers"))
         for epoch, run_name in run_starts[1:]:
             fig.add_vline(x=epoch - 0.5, line_dash="dot", line_color="grey", annotation_text=f"warm restart: {run_name}")
@@ -48,7 +50,7 @@ else:
 percent = st.column_config.NumberColumn(format="%.1f %%")
 test = art.metrics.get("test", {})
 if test.get("confusion_matrix") and test.get("per_class"):
-    st.header("Confusion matrix (PrivateTest)")
+    st.header(f"Confusion matrix ({split['test']})")
     normalise = st.radio("Show", ["counts", "row-normalised"], horizontal=True) == "row-normalised"
     cm = np.array(test["confusion_matrix"], dtype=float)
     values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalise else cm
@@ -59,7 +61,7 @@ if test.get("confusion_matrix") and test.get("per_class"):
                       height=520, margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(fig, width="stretch")
 
-    st.header("Per-class scores (PrivateTest)")
+    st.header(f"Per-class scores ({split['test']})")
     st.dataframe(
         [{"class": name, "precision": 100 * row["precision"], "recall": 100 * row["recall"], "F1": 100 * row["f1"],
           "support": row["support"]} for name, row in test["per_class"].items()],
@@ -76,9 +78,9 @@ splits = art.metrics.get("dataset", {}).get("splits", {})
 if splits:
     st.header("Dataset class distribution")
     fig = go.Figure()
-    for split_name, label in (("train", "Training"), ("val", "PublicTest"), ("test", "PrivateTest")):
+    for split_name in ("train", "val", "test"):
         per_class = splits.get(split_name, {}).get("per_class", {})
-        fig.add_trace(go.Bar(x=list(per_class), y=list(per_class.values()), name=label))
+        fig.add_trace(go.Bar(x=list(per_class), y=list(per_class.values()), name=split[split_name]))
     fig.update_layout(barmode="group", height=350, margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(fig, width="stretch")
     st.caption("Colours of the app's boxes: " + ", ".join(
@@ -89,10 +91,10 @@ if formats:
     st.header("Exported formats")
     st.dataframe(
         [{"format": name, "file": f["file"], "size (MB)": round(f.get("size_bytes", 0) / 1e6, 2),
-          "PrivateTest accuracy": 100 * f["test_accuracy"] if "test_accuracy" in f else None,
+          f"{split['test']} accuracy": 100 * f["test_accuracy"] if "test_accuracy" in f else None,
           "note": f.get("error", "")}
          for name, f in formats.items()],
-        width="stretch", hide_index=True, column_config={"PrivateTest accuracy": percent},
+        width="stretch", hide_index=True, column_config={f"{split['test']} accuracy": percent},
     )
 
 st.header("Model card")

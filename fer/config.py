@@ -18,6 +18,14 @@ CSV_EMOTION_ORDER: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad"
 #: Official FER2013 split names as written in the csv `Usage` column and in the file-name prefixes.
 SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST = "Training", "PublicTest", "PrivateTest"
 
+
+def split_names(layout: str | None) -> dict[str, str]:
+    """What to call a model's "train" / "val" / "test" parts: FER2013's own splits, or (for a user's
+    class folders, layout "class-folders") the parts held out of that folder."""
+    if layout and not layout.startswith("fer2013"):
+        return {"train": "training", "val": "validation", "test": "held-out test"}
+    return {"train": SPLIT_TRAIN, "val": SPLIT_VAL, "test": SPLIT_TEST}
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = PROJECT_ROOT / "models"
 #: The model that `EmotionRecognizer()` and the app load when nothing else is asked for ($FER_MODEL_DIR overrides).

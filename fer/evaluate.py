@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fer.backends import BACKEND_FILES, ModelLoadError, available_backends, load_backend
-from fer.config import CLASS_NAMES, DEFAULT_DATA_DIR, DEFAULT_EXPW_DIR, DEFAULT_MODEL_DIR
+from fer.config import CLASS_NAMES, DEFAULT_DATA_DIR, DEFAULT_EXPW_DIR, DEFAULT_MODEL_DIR, split_names
 from fer.data import Dataset, Split, load_dataset
 from fer.tta import TTA_MODES, predict_with_tta
 
@@ -87,7 +87,7 @@ def evaluate_model_dir(
     main = evaluate_backend(keras_backend, data)
     metrics: dict = {
         "model": model_summary(model_dir, keras_backend.model),
-        "protocol": "trained on Training, selected on PublicTest, reported on PrivateTest; "
+        "protocol": "trained on {train}, selected on {val}, reported on {test}; ".format(**split_names(data.layout)) +
                     "single centre crop, no test-time augmentation",
         "test": main["test"],
         "val": main["val"],
@@ -168,11 +168,6 @@ def default_data_for(model_dir: Path) -> Path:
     return DEFAULT_DATA_DIR
 
 
-def reported_split_name(data: Dataset) -> str:
-    """How the reported split is called: FER2013's PrivateTest, or the part of a user's folder held out."""
-    return "PrivateTest" if data.layout.startswith("fer2013") else "held-out test part of the folder"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", type=Path, nargs="?", default=DEFAULT_MODEL_DIR)
@@ -187,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    test, validation = (("PrivateTest", "PublicTest") if data.layout.startswith("fer2013") else ("test", "validation"))
-    print(f"{args.model_dir}: {reported_split_name(data)} accuracy {metrics['test']['accuracy']:.4f}, "
+    names = split_names(data.layout)
+    test, validation = names["test"], names["val"]
+    print(f"{args.model_dir}: {test} accuracy {metrics['test']['accuracy']:.4f}, "
           f"macro-F1 {metrics['test']['macro_f1']:.4f}, {validation} accuracy {metrics['val']['accuracy']:.4f}")
     for name, fmt in metrics["formats"].items():
         if "error" in fmt:

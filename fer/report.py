@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, MODELS_DIR, PROJECT_ROOT
+from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, MODELS_DIR, PROJECT_ROOT, split_names
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -68,14 +68,20 @@ class ModelArtifacts:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def splits(self) -> dict[str, str]:
+        """What its "train" / "val" / "test" are called: FER2013's splits, or a user folder's parts."""
+        dataset = self.metrics.get("dataset")
+        return split_names(dataset.get("layout") if isinstance(dataset, dict) else None)
+
     def headline(self) -> dict:
         """The few numbers a visitor wants first (None where the artifacts do not have them)."""
         model = self.metrics.get("model", {})
         test = self.metrics.get("test", {})
         return {
-            "PrivateTest accuracy": test.get("accuracy"),
+            f"{self.splits['test']} accuracy": test.get("accuracy"),
             "macro-F1": test.get("macro_f1"),
-            "PublicTest accuracy": self.metrics.get("val", {}).get("accuracy"),
+            f"{self.splits['val']} accuracy": self.metrics.get("val", {}).get("accuracy"),
             "parameters": model.get("parameters"),
             "size (MB)": model.get("size_bytes", 0) / 1e6 if model.get("size_bytes") else None,
         }
@@ -164,13 +170,13 @@ IN_THE_WILD_FIGURES: dict[str, str] = {
 
 def limits_sentences(art: ModelArtifacts) -> list[str]:
     """The card's "Limits" bullets that depend on the model: computed from its metrics, never written by hand."""
-    m = art.metrics
+    m, names = art.metrics, art.splits
     sentences = ["FER2013 is low-resolution, mostly frontal, and its labels are noisy (human accuracy is about 65 %)."]
     per_class = m.get("test", {}).get("per_class", {})
     recalls = {name: row["recall"] for name, row in per_class.items() if isinstance(row, dict) and "recall" in row}
     if recalls:
         weakest, strongest = min(recalls, key=recalls.get), max(recalls, key=recalls.get)
-        sentences.append(f"{weakest.capitalize()} has the weakest PrivateTest recall ({_pct(recalls[weakest], 1)}), "
+        sentences.append(f"{weakest.capitalize()} has the weakest {names['test']} recall ({_pct(recalls[weakest], 1)}), "
                          f"{strongest} the strongest ({_pct(recalls[strongest], 1)}).")
     train = m.get("dataset", {}).get("splits", {}).get("train", {})
     counts = train.get("per_class", {})
@@ -182,7 +188,8 @@ def limits_sentences(art: ModelArtifacts) -> list[str]:
     wild = art.in_the_wild
     if wild.get("accuracy_found") is not None and m.get("test", {}).get("accuracy") is not None:
         sentences.append(f"On in-the-wild photos (ExpW) the accuracy on found faces is {_pct(wild['accuracy_found'], 1)}, "
-                         f"against {_pct(m['test']['accuracy'], 1)} on FER2013's PrivateTest.")
+                         f"against {_pct(m['test']['accuracy'], 1)} on "
+                         + ("FER2013's PrivateTest." if names["test"] == "PrivateTest" else "its own held-out test images."))
     else:
         sentences.append("Accuracy on photos unlike FER2013's (other cameras, ages, lighting) has not been measured "
                          "for this model; expect it to differ.")
@@ -196,7 +203,7 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
     page already shows as interactive tables (per-class scores, exported formats, in-the-wild recall).
     """
     m, cfg, tr = art.metrics, art.config, art.training
-    model, test = m.get("model", {}), m.get("test", {})
+    model, test, names = m.get("model", {}), m.get("test", {}), art.splits
     lines = [f"# Model card: {art.name}", ""] if standalone else []
     section = "##" if standalone else "####"  # on the page, below its own "Model card" header
     lines += [
@@ -205,14 +212,14 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
         f"{section} Figures (recomputed by `python -m fer.evaluate`)",
         "",
         f"- Protocol: {m.get('protocol', 'n/a')}",
-        f"- PrivateTest accuracy: **{_pct(test.get('accuracy'))}** on {test.get('images', 'n/a')} images",
-        f"- PrivateTest macro-F1: {_pct(test.get('macro_f1'))}",
-        f"- PublicTest accuracy (selection set): {_pct(m.get('val', {}).get('accuracy'))}",
+        f"- {names['test']} accuracy: **{_pct(test.get('accuracy'))}** on {test.get('images', 'n/a')} images",
+        f"- {names['test']} macro-F1: {_pct(test.get('macro_f1'))}",
+        f"- {names['val']} accuracy (selection set): {_pct(m.get('val', {}).get('accuracy'))}",
     ]
     for mode, result in m.get("tta", {}).items():
         lines.append(
-            f"- With test-time augmentation `{mode}`: PrivateTest {_pct(result['test_accuracy'])}, macro-F1 "
-            f"{_pct(result['test_macro_f1'])}, PublicTest {_pct(result['val_accuracy'])}"
+            f"- With test-time augmentation `{mode}`: {names['test']} {_pct(result['test_accuracy'])}, macro-F1 "
+            f"{_pct(result['test_macro_f1'])}, {names['val']} {_pct(result['val_accuracy'])}"
         )
     if standalone and test.get("per_class"):
         lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
@@ -238,7 +245,7 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
     ]
     formats = m.get("formats", {})
     if standalone and formats:
-        lines += ["", "| format | file | size | PrivateTest accuracy |", "|---|---|---|---|"]
+        lines += ["", f"| format | file | size | {names['test']} accuracy |", "|---|---|---|---|"]
         for name, fmt in formats.items():
             if "error" in fmt:
                 lines.append(f"| {name} | {fmt['file']} | - | error: {fmt['error']} |")

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch  # noqa: E402
-from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES  # noqa: E402
+from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES, split_names  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
 from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
@@ -410,10 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batch size {config.batch_size} for {train_images} training images", flush=True)
     train(config, data, args.out)
     if not args.no_evaluate:
-        from fer.evaluate import evaluate_model_dir, reported_split_name
+        from fer.evaluate import evaluate_model_dir
 
         metrics = evaluate_model_dir(args.out, data, wild=False)  # fer.evaluate adds the in-the-wild section
-        print(f"{reported_split_name(data)}: accuracy {metrics['test']['accuracy']:.4f}, "
+        print(f"{split_names(data.layout)['test']}: accuracy {metrics['test']['accuracy']:.4f}, "
               f"macro-F1 over the 7 classes {metrics['test']['macro_f1']:.4f}", flush=True)
     shutil.rmtree(args.out / "checkpoints" / "tmp", ignore_errors=True)
     return 0

@@ -100,3 +100,15 @@ def test_curves_of_a_warm_restart_chain_run_end_to_end(tmp_path):
     assert history["epoch"] == [1, 2, 3, 4, 5] and history["val_accuracy"][3] == pytest.approx(0.1)
     assert starts == [(1, "first"), (4, "second")]
     assert "whole training: first (3 epochs) then second (2 epochs)" in art.history_note()
+
+
+def test_a_fine_tuned_model_is_reported_on_its_own_folder_parts(tmp_path):
+    metrics = _metrics({n: 0.5 for n in CLASS_NAMES}, {n: 10 for n in CLASS_NAMES})
+    metrics["dataset"] |= {"layout": "class-folders", "source": "/home/me/my_faces"}
+    art = _folder(tmp_path, metrics)
+    assert art.splits == {"train": "training", "val": "validation", "test": "held-out test"}
+    assert set(art.headline()) >= {"held-out test accuracy", "validation accuracy"}
+    card = render_model_card(art)
+    assert "held-out test accuracy: **55.00 %**" in card and "PrivateTest" not in card and "PublicTest" not in card
+    fer2013 = _folder(tmp_path, _metrics({n: 0.5 for n in CLASS_NAMES}, {n: 10 for n in CLASS_NAMES}))
+    assert "PrivateTest accuracy" in fer2013.headline()  # no layout recorded: FER2013's names
