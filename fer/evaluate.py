@@ -156,6 +156,15 @@ def default_data_for(model_dir: Path) -> Path:
     """What a model is evaluated (and, for INT8, calibrated) on by default: the user's own folder it was
     fine-tuned and tested on, as its training.json (or metrics.json) records it while that folder
     exists; else FER2013."""
+    return _recorded_data(model_dir)[0]
+
+
+def faces_cropped_for(model_dir: Path) -> bool:
+    """Whether the model's own folder was read with faces cropped (False after `fer.train --whole-images`)."""
+    return _recorded_data(model_dir)[1]
+
+
+def _recorded_data(model_dir: Path) -> tuple[Path, bool]:
     for name, key in (("training.json", "data"), (METRICS_FILE, "dataset")):
         try:
             recorded = json.loads((Path(model_dir) / name).read_text()).get(key)
@@ -164,8 +173,8 @@ def default_data_for(model_dir: Path) -> Path:
         if isinstance(recorded, dict) and recorded.get("layout") == "class-folders":
             source = recorded.get("source")
             if isinstance(source, str) and Path(source).is_dir():
-                return Path(source)
-    return DEFAULT_DATA_DIR
+                return Path(source), recorded.get("faces_cropped", True) is not False
+    return DEFAULT_DATA_DIR, True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="ExpW in-the-wild photos for the whole-pipeline section (skipped, and said so, when absent)")
     args = parser.parse_args(argv)
     try:
-        data = load_dataset(args.data or default_data_for(args.model_dir))
+        data = load_dataset(args.data or default_data_for(args.model_dir), crop_faces=faces_cropped_for(args.model_dir))
         metrics = evaluate_model_dir(args.model_dir, data, wild_dir=args.expw)
     except (OSError, ValueError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from fer.backends import BACKEND_FILES, ModelLoadError  # noqa: E402
 from fer.config import DEFAULT_MODEL_DIR, IMAGE_SIZE  # noqa: E402
 from fer.data import load_dataset  # noqa: E402
-from fer.evaluate import default_data_for  # noqa: E402
+from fer.evaluate import default_data_for, faces_cropped_for  # noqa: E402
 from fer.manifest import ManifestError, verify_model_file, write_manifest  # noqa: E402
 
 CALIBRATION_IMAGES = 500
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.data = args.data or default_data_for(args.model_dir)
     try:
-        data = load_dataset(args.data)
+        data = load_dataset(args.data, crop_faces=faces_cropped_for(args.model_dir))
         files = export_all(args.model_dir, data.train.images)
     except (OSError, ValueError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -180,7 +180,8 @@ class HistoryWriter(keras.callbacks.Callback):
         self.path.write_text(json.dumps({"epochs": self.history}, indent=1))
 
 
-def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | None = None) -> keras.Model:
+def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | None = None,
+          faces_cropped: bool = True) -> keras.Model:
     """Fit `config.architecture` on `data.train`, select on `data.val`, write model and history."""
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
@@ -234,7 +235,7 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     # Only the new model.keras: exports left from an earlier run are then refused until re-exported.
     write_manifest(out_dir, [ARTIFACT_MODEL])
     (out_dir / ARTIFACT_ARCHITECTURE).write_text(model.to_json(indent=1))
-    write_training_summary(out_dir, config, time.time() - started, data)
+    write_training_summary(out_dir, config, time.time() - started, data, faces_cropped)
     return model
 
 
@@ -248,7 +249,9 @@ def as_float32(model: keras.Model, architecture: str) -> keras.Model:
     return fresh
 
 
-def write_training_summary(out_dir: Path, config: TrainConfig, seconds: float, data: Dataset) -> None:
+def write_training_summary(
+    out_dir: Path, config: TrainConfig, seconds: float, data: Dataset, faces_cropped: bool = True,
+) -> None:
     """Hardware, wall time, throughput and the data trained on (so that re-evaluating a fine-tuned model
     uses its own folder); evaluation folds these into metrics.json and the card."""
     train_images = len(data.train)
@@ -263,7 +266,7 @@ def write_training_summary(out_dir: Path, config: TrainConfig, seconds: float, d
         "hardware": hardware_description(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        "data": {"source": data.source, "layout": data.layout},
+        "data": {"source": data.source, "layout": data.layout, "faces_cropped": faces_cropped},
     }
     (out_dir / "training.json").write_text(json.dumps(summary, indent=1))
 
@@ -408,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     if fit_batch_size(config.batch_size, train_images) != config.batch_size:
         config.batch_size = fit_batch_size(config.batch_size, train_images)
         print(f"batch size {config.batch_size} for {train_images} training images", flush=True)
-    train(config, data, args.out)
+    train(config, data, args.out, faces_cropped=not args.whole_images)
     if not args.no_evaluate:
         from fer.evaluate import evaluate_model_dir
 

@@ -108,7 +108,7 @@ def test_fine_tuning_a_model_on_a_small_folder(kaggle_layout, user_folder, tmp_p
     counts = metrics["dataset"]["splits"]["train"]["per_class"]
     assert {name for name, n in counts.items() if n} == {"happy", "sad"}
     # Re-evaluating (as fer.export does) uses the folder it was tested on, not FER2013.
-    assert evaluate_cli.default_data_for(mine) == user_folder
+    assert evaluate_cli.default_data_for(mine) == user_folder and evaluate_cli.faces_cropped_for(mine)
     (mine / "metrics.json").unlink()
     assert evaluate_cli.main([str(mine), "--expw", str(tmp_path / "no-expw")]) == 0
     again = json.loads((mine / "metrics.json").read_text())
@@ -145,3 +145,16 @@ def test_fine_tuning_a_model_on_a_small_folder(kaggle_layout, user_folder, tmp_p
     name, backend, labelled, options = done.stdout.strip().splitlines()[-1].split(" ", 3)
     assert (name, backend, labelled) == ("mine", "keras", "True")
     assert "'mine'" in options
+
+
+def test_re_evaluation_reads_the_folder_as_training_did(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    model_dir = tmp_path / "mine"
+    model_dir.mkdir()
+    record = {"data": {"source": str(folder), "layout": "class-folders", "faces_cropped": False}}
+    (model_dir / "training.json").write_text(json.dumps(record))
+    assert evaluate_cli.default_data_for(model_dir) == folder
+    assert evaluate_cli.faces_cropped_for(model_dir) is False  # trained with --whole-images
+    folder.rmdir()  # the folder is gone: FER2013, read as always
+    assert evaluate_cli.default_data_for(model_dir) != folder and evaluate_cli.faces_cropped_for(model_dir) is True
