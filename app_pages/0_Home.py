@@ -14,11 +14,14 @@ from fer.ui import (
     get_recognizer,
     show_headline,
     show_in_the_wild,
+    show_live_model,
     show_missing_figures,
     show_model_warnings,
 )
 
-model_dir = fer.config.DEFAULT_MODEL_DIR
+model_dir = fer.config.PHOTO_MODEL_DIR  # the model that reads photos: its figures lead
+live_dir = fer.config.DEFAULT_MODEL_DIR  # the real-time one, for the live camera and videos
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
 
 st.title("Facial expression recognition")
 st.write(
@@ -54,9 +57,13 @@ with figures:
         st.stop()
     st.subheader(f"The model: {escape_markdown(art.name)}", anchor=False)
     two_detectors = recognizer is not None and getattr(recognizer.detector.settings, "second_detector", False)
+    ensemble = art.config.get("ensemble", {}).get("members")
     st.write("Faces are found with OpenCV's Haar cascade" + (" (in photos also with dlib's HOG detector)" if two_detectors
                                                              else "")
-             + " and classified by a compact CNN trained from scratch on FER2013 (48x48 grey faces)"
+             + (f" and classified by {NUMBER_WORDS.get(len(ensemble), len(ensemble))} compact CNNs whose answers are "
+                "averaged," if ensemble else
+                " and classified by a compact CNN")
+             + " trained from scratch on FER2013 (48x48 grey faces)"
              + (", then fine-tuned on a folder of labelled photos." if art.splits["test"] != "PrivateTest" else "."))
     split = art.splits
     st.markdown("**On FER2013's test photos**" if split["test"] == "PrivateTest" else "**On its own held-out test photos**")
@@ -72,6 +79,8 @@ with figures:
         )
     st.markdown("**On photos from the wild (ExpW)**")
     show_in_the_wild(art, per_row=2)
+    if live_dir != model_dir:
+        show_live_model(live_dir)
     size = art.headline()
     details = [f"{size['parameters'] / 1e6:.2f} M parameters" if size["parameters"] else "",
                f"{size['size (MB)']:.1f} MB" if size["size (MB)"] else "",

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR
+from fer.config import CLASS_NAMES, PHOTO_MODEL_DIR
 from fer.report import CARD_FILE, list_model_dirs, render_model_card
 from fer.ui import artifacts_for, emotion_hex, escape_markdown, show_headline, show_in_the_wild, show_missing_figures
 
@@ -20,7 +20,7 @@ if not model_dirs:
     st.error("No trained model folder found under models/.")
     st.stop()
 names = [p.name for p in model_dirs]
-default = names.index(DEFAULT_MODEL_DIR.name) if DEFAULT_MODEL_DIR.name in names else 0
+default = names.index(PHOTO_MODEL_DIR.name) if PHOTO_MODEL_DIR.name in names else 0
 chosen = st.selectbox("Model", names, index=default) if len(names) > 1 else names[0]
 art = artifacts_for(model_dirs[names.index(chosen)])
 split = art.splits  # FER2013's split names, or a fine-tuned model's own folder parts
@@ -44,6 +44,9 @@ if history.get("epoch"):
         col.plotly_chart(fig, width="stretch")
     if note := art.history_note():
         st.caption(escape_markdown(note))
+elif members := art.config.get("ensemble", {}).get("members"):
+    st.info(escape_markdown(f"An ensemble is not trained itself: it averages {', '.join(members)}. "
+                            "Pick a member above to see its training curves."))
 else:
     st.info("This model folder has no training history (history.json).")
 

@@ -1,4 +1,7 @@
-"""Speed, memory and size of the shipped model in every format: `python benchmarks/run.py`.
+"""Speed, memory and size of the shipped models in every format: `python benchmarks/run.py`.
+
+The real-time model (live camera, video) gets every row; the photo model (upload page, CLI on
+images), where one is shipped, gets the test-time augmentation and photo rows beside it.
 
 Every row is measured in this one run on this machine; times are medians and p95 over
 repeated calls. Prints a Markdown report and writes it to benchmarks/results.md.
@@ -27,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from fer import EmotionRecognizer  # noqa: E402
 from fer.backends import BACKEND_FILES, available_backends, load_backend  # noqa: E402
-from fer.config import DEFAULT_MODEL_DIR  # noqa: E402
+from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
 from fer.drawing import draw_faces  # noqa: E402
 from fer.report import list_model_dirs  # noqa: E402
 from fer.smoothing import iou  # noqa: E402
@@ -97,7 +100,7 @@ def tta_rows(model_dir: Path, backend: str, metrics: dict, repeats: int) -> list
         med, p95 = timed(lambda r=clone: r.classify(face), repeats)
         scores = {"test_accuracy": metrics["test"]["accuracy"], "val_accuracy": metrics["val"]["accuracy"]} \
             if mode == "none" else metrics.get("tta", {}).get(mode, {})
-        rows.append({"tta": mode, "ms_per_face": med, "p95": p95, **scores})
+        rows.append({"model": model_dir.name, "tta": mode, "ms_per_face": med, "p95": p95, **scores})
     return rows
 
 
@@ -167,7 +170,8 @@ def photo_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
             recognizer = EmotionRecognizer(model_dir, backend, threads=1, tta=PHOTO_TTA, second_detector=second)
             found = len(recognizer.predict(image))
             med, p95 = timed(lambda r=recognizer, i=image: r.predict(i), max(20, repeats // 10))
-            rows.append({"size": f"{size}x{size}", "detection": label, "found": found, "ms": med, "p95": p95})
+            rows.append({"model": model_dir.name, "size": f"{size}x{size}", "detection": label, "found": found,
+                         "ms": med, "p95": p95})
     return rows
 
 
@@ -231,10 +235,10 @@ def render(report: dict) -> str:
         lines.append(f"| {r['model']} | {r['format']} | {r['ms_per_face_batch1']:.3f} ({r['p95_batch1']:.3f}) | "
                      f"{r['ms_per_face_batch64']:.3f} | {r['faces_per_s_batch64']:.0f} |")
     lines += ["", f"## Test-time augmentation (one face through the recognizer, backend {report['backend']})", "",
-              "| mode | ms/face | PrivateTest accuracy | PublicTest accuracy |", "|---|---|---|---|"]
+              "| model | mode | ms/face | PrivateTest accuracy | PublicTest accuracy |", "|---|---|---|---|---|"]
     for r in report["tta"]:
-        lines.append(f"| {r['tta']} | {r['ms_per_face']:.3f} ({r['p95']:.3f}) | {_pct(r.get('test_accuracy'))} "
-                     f"| {_pct(r.get('val_accuracy'))} |")
+        lines.append(f"| {r['model']} | {r['tta']} | {r['ms_per_face']:.3f} ({r['p95']:.3f}) | "
+                     f"{_pct(r.get('test_accuracy'))} | {_pct(r.get('val_accuracy'))} |")
     lines += ["", f"## End-to-end frame pipeline (640x480; detect, crop, classify, draw; backend {report['backend']}, "
               f"test-time augmentation {DEFAULT_TTA}, as on the live page)", "",
               "| faces in frame | faces found | detection | ms/frame | FPS (frames / total time) "
@@ -246,9 +250,9 @@ def render(report: dict) -> str:
                      f"({r['p95']:.2f}) | {r['fps']:.0f} | {overlap} |")
     lines += ["", f"## Photos (the astronaut photo through the recognizer, test-time augmentation {PHOTO_TTA}, "
               f"backend {report['backend']})", "",
-              "| photo | detection | faces found | ms/photo |", "|---|---|---|---|"]
+              "| model | photo | detection | faces found | ms/photo |", "|---|---|---|---|---|"]
     for r in report["photos"]:
-        lines.append(f"| {r['size']} | {r['detection']} | {r['found']} | {r['ms']:.1f} ({r['p95']:.1f}) |")
+        lines.append(f"| {r['model']} | {r['size']} | {r['detection']} | {r['found']} | {r['ms']:.1f} ({r['p95']:.1f}) |")
     m = report["memory"]
     lines += ["", "## Memory (1,000 frames with 3 faces, half-resolution detection)", "",
               f"Peak RSS {m['peak_rss_mb']:.0f} MB; RSS after 100 frames {m['rss_after_100']:.1f} MB, after 1,000 "
@@ -267,7 +271,8 @@ def _pct(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="the real-time model")
+    parser.add_argument("--photo-model", type=Path, default=PHOTO_MODEL_DIR, help="the model for still photos")
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
     args = parser.parse_args(argv)
@@ -284,9 +289,11 @@ def main(argv: list[str] | None = None) -> int:
             "classification": classification_rows(dirs, args.repeats),
         }
     report["backend"] = fastest
-    report["tta"] = tta_rows(args.model, fastest, metrics, args.repeats)
+    models = [args.model] + ([args.photo_model] if args.photo_model.resolve() != args.model.resolve() else [])
+    report["tta"] = [row for folder in models for row in tta_rows(
+        folder, fastest, json.loads((folder / "metrics.json").read_text()), args.repeats)]
     report["pipeline"] = pipeline_rows(args.model, fastest, max(50, args.repeats // 3))
-    report["photos"] = photo_rows(args.model, fastest, args.repeats)
+    report["photos"] = [row for folder in models[::-1] for row in photo_rows(folder, fastest, args.repeats)]
     report["memory"] = memory_row(args.model, fastest)
     report["parameters"] = metrics["model"]["parameters"]
     report["formats"] = metrics.get("formats", {})

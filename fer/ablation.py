@@ -11,6 +11,7 @@ test-time augmented figures (from its metrics.json) close the table, each agains
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -28,8 +29,14 @@ def _flatten(config: dict, prefix: str = "") -> dict:
 
 
 def config_changes(previous: dict, current: dict) -> list[str]:
-    """`key: old -> new` for every training setting that differs between two runs."""
-    before, after = _flatten(previous), _flatten(current)
+    """`key: old -> new` for every training setting that differs between two runs.
+
+    A setting that a run's config predates counts as its default (new settings are added switched
+    off), so an older run is not said to differ in options it never had."""
+    from fer.train import TrainConfig  # imports TensorFlow: only when a table is made
+
+    defaults = _flatten(json.loads(json.dumps(TrainConfig().to_dict())))  # as train_config.json has them (lists)
+    before, after = {**defaults, **_flatten(previous)}, {**defaults, **_flatten(current)}
     return [
         f"{key}: {before.get(key)} -> {after.get(key)}"
         for key in sorted(set(before) | set(after))
@@ -43,7 +50,10 @@ def ablation_rows(runs: list[ModelArtifacts]) -> list[dict]:
         metrics, training = run.metrics, run.training
         if "val" not in metrics:
             raise ValueError(f"{run.path} has no evaluated metrics.json; run `python -m fer.evaluate {run.path}`")
-        changes = ["baseline"] if i == 0 else config_changes(runs[i - 1].config, run.config)
+        if members := run.config.get("ensemble", {}).get("members"):
+            changes = [f"ensemble: mean of the probabilities of {' + '.join(members)} (time: all members)"]
+        else:
+            changes = ["baseline"] if i == 0 else config_changes(runs[i - 1].config, run.config)
         params = metrics.get("model", {}).get("parameters")
         rows.append({
             "run": run.name,

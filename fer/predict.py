@@ -24,7 +24,7 @@ from typing import TextIO
 from tqdm import tqdm
 
 from fer.backends import BACKEND_FILES, ModelLoadError
-from fer.config import DEFAULT_MODEL_DIR, VIDEO_SUFFIXES
+from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR, VIDEO_SUFFIXES
 from fer.data import IMAGE_SUFFIXES
 from fer.recognition import EmotionRecognizer, Face
 from fer.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES
@@ -93,7 +93,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sampling.add_argument("--fps", type=positive_float, metavar="F", help="videos: analyse F frames per second")
     parser.add_argument("--smooth", action="store_true",
                         help="videos: average each face's probabilities over time, as the live page does")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
+    parser.add_argument("--model", type=Path, default=None,
+                        help=f"model folder for images and videos (default: {PHOTO_MODEL_DIR.name} for images, "
+                        f"{DEFAULT_MODEL_DIR.name} for videos)")
     parser.add_argument("--backend", default="auto", choices=["auto", *BACKEND_FILES])
     parser.add_argument("--whole-image", action="store_true", help="treat each image as one pre-cropped face")
     parser.add_argument("--min-size", type=int, default=40, help="smallest face in pixels")
@@ -110,10 +112,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class Run:
     """One invocation: the inputs' results, failures and CSV rows, and where they are written."""
 
-    def __init__(self, args: argparse.Namespace, recognizer: EmotionRecognizer, csv_out: TextIO | None):
+    def __init__(self, args: argparse.Namespace, recognizers: dict[str, EmotionRecognizer], csv_out: TextIO | None):
         self.args = args
-        self.photo_recognizer = recognizer.with_settings(tta=args.tta or PHOTO_TTA)
-        self.video_recognizer = recognizer.with_settings(tta=args.tta or DEFAULT_TTA)
+        if "image" in recognizers:
+            self.photo_recognizer = recognizers["image"].with_settings(tta=args.tta or PHOTO_TTA)
+        if "video" in recognizers:
+            self.video_recognizer = recognizers["video"].with_settings(tta=args.tta or DEFAULT_TTA)
         self.sampling = Sampling(every=args.every, fps=args.fps)
         self.csv = csv.DictWriter(csv_out, fieldnames=CSV_COLUMNS) if csv_out else None
         if self.csv:
@@ -196,20 +200,41 @@ def _print_video(path: Path, result: dict) -> None:
               f"mostly {face['dominant']} ({face[face['dominant']]:.0%} of its time)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
+def model_dirs(args: argparse.Namespace, inputs: list[Input]) -> dict[str, Path]:
+    """The model folder for each kind of input present: `--model` for all, else the accurate photo
+    model for images and the real-time model for videos."""
+    kinds = {item.kind for item in inputs if item.kind in ("image", "video")}
+    chosen = {"image": args.model or PHOTO_MODEL_DIR, "video": args.model or DEFAULT_MODEL_DIR}
+    return {kind: chosen[kind] for kind in sorted(kinds)}
+
+
+def load_recognizers(args: argparse.Namespace, folders: dict[str, Path]) -> dict[str, EmotionRecognizer]:
+    """One recognizer per model folder (shared when images and videos use the same one); its load
+    warnings are printed once, one stderr line each. Raises ModelLoadError / ValueError."""
+    loaded: dict[Path, EmotionRecognizer] = {}
+    for folder in folders.values():
+        if folder in loaded:
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the recognizer's load warnings are printed below, one line each
-            recognizer = EmotionRecognizer(
-                args.model, args.backend, scale_factor=args.scale_factor,
+            loaded[folder] = EmotionRecognizer(
+                folder, args.backend, scale_factor=args.scale_factor,
                 min_neighbors=args.min_neighbors, min_size=args.min_size,
             )
+        for message in getattr(loaded[folder], "load_warnings", ()):  # e.g. another model format used instead
+            print(f"warning: {message}", file=sys.stderr)
+    return {kind: loaded[folder] for kind, folder in folders.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    inputs = list(expand_inputs(args.paths))
+    folders = model_dirs(args, inputs)
+    try:
+        recognizers = load_recognizers(args, folders)
     except (ModelLoadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for message in getattr(recognizer, "load_warnings", ()):  # e.g. another model format used instead
-        print(f"warning: {message}", file=sys.stderr)
 
     try:
         csv_target = (nullcontext(sys.stdout) if args.csv == "-" else open(args.csv, "w", newline="", encoding="utf-8")) \
@@ -219,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     with csv_target as csv_out:
-        run = Run(args, recognizer, csv_out)
-        inputs = list(expand_inputs(args.paths))
+        run = Run(args, recognizers, csv_out)
         for item in tqdm(inputs, desc="inputs", unit="file", disable=run.quiet or len(inputs) < 2,
                          file=sys.stderr):
             try:
@@ -239,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
                 run.fail(item.path, exc)
 
     if args.json:
-        print(json.dumps({"model": str(args.model), "backend": recognizer.backend_name, "results": run.results},
-                         indent=1))
+        models = {kind: {"model": str(folders[kind]), "backend": recognizer.backend_name}
+                  for kind, recognizer in recognizers.items()}
+        print(json.dumps({"models": models, "results": run.results}, indent=1))
     if run.skipped:
         print(f"skipped {run.skipped} file(s) that are not images", file=sys.stderr)
     return 1 if run.failed else 0

@@ -255,7 +255,8 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
     if cfg:
         keys = ("epochs", "batch_size", "optimizer", "learning_rate", "schedule", "label_smoothing",
                 "class_weight_power", "early_stopping_patience", "seed")
-        lines.append("- Config: " + ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg))
+        if any(k in cfg for k in keys):
+            lines.append("- Config: " + ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg))
         if "augment" in cfg:
             lines.append("- Augmentation: " + ", ".join(f"{k}={v}" for k, v in cfg["augment"].items()))
         if cfg.get("init_from"):
@@ -265,7 +266,18 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
             lines.append(f"- Weight averaging: mean of {averaged['from_run']}'s epochs {averaged['epochs'][0]}-"
                          f"{averaged['epochs'][-1]}, BatchNorm statistics recomputed on "
                          f"{averaged['batchnorm_batches']} training batches (`python -m fer.swa`)")
-    if tr:
+        if ensemble := cfg.get("ensemble"):
+            members = ", ".join(f"`{name}` (seed {seed})" for name, seed in
+                                zip(ensemble["members"], ensemble.get("member_seeds") or [None] * len(ensemble["members"])))
+            lines.append(f"- Ensemble: the mean of the probabilities of {members}, each trained on its own "
+                         "(`python -m fer.ensemble`); their model cards give their recipes")
+    if tr and cfg.get("ensemble"):
+        lines += [
+            f"- Hardware: {tr.get('hardware', 'n/a')}; TensorFlow {tr.get('tensorflow', '?')}, Keras {tr.get('keras', '?')}",
+            f"- Epochs run: {tr.get('epochs_run', 'n/a')} over all members; training time "
+            f"{tr.get('total_epoch_seconds', 0) / 60:.1f} min over all members",
+        ]
+    elif tr:
         lines += [
             f"- Hardware: {tr.get('hardware', 'n/a')}; TensorFlow {tr.get('tensorflow', '?')}, Keras {tr.get('keras', '?')}",
             f"- Epochs run: {tr.get('epochs_run', 'n/a')}; training time {tr.get('total_epoch_seconds', 0) / 60:.1f} min; "

@@ -45,11 +45,11 @@ def _load_recognizer(model_dir: str, backend: str) -> EmotionRecognizer:
     return EmotionRecognizer(model_dir, backend)
 
 
-def recognizer_or_stop() -> EmotionRecognizer:
-    """The shipped recognizer with its load warnings shown; if it cannot load, one error line and the
-    page stops (the home page says more)."""
+def recognizer_or_stop(model_dir: Path | str | None = None) -> EmotionRecognizer:
+    """The recognizer for `model_dir` (default: the real-time model) with its load warnings shown; if it
+    cannot load, one error line and the page stops (the home page says more)."""
     try:
-        recognizer = get_recognizer()
+        recognizer = get_recognizer(model_dir)
     except Exception as exc:
         st.error(escape_markdown(f"The emotion model could not be loaded: {exc}") + " See the home page for details.")
         st.stop()
@@ -337,6 +337,19 @@ def show_headline(art: ModelArtifacts, only: Sequence[str] | None = None, per_ro
 
     _tiles([(label, shown(label, value)) for label, value in art.headline().items() if only is None or label in only],
            per_row)
+
+
+def show_live_model(model_dir: Path | str) -> None:
+    """One line on the real-time model that the live camera and video pages use, when photos use another."""
+    try:
+        live = artifacts_for(model_dir)
+    except FileNotFoundError:
+        st.caption(escape_markdown(f"The live camera and video pages' model folder {model_dir} does not exist."))
+        return
+    test = live.metrics.get("test", {})
+    accuracy = f"{100 * test['accuracy']:.1f} % {live.splits['test']} accuracy" if "accuracy" in test else "not evaluated"
+    st.caption(escape_markdown(f"The live camera and video pages use {live.name} ({accuracy}), a single CNN fast "
+                               "enough for every frame; photos get the more accurate model above."))
 
 
 def show_missing_figures(art: ModelArtifacts) -> None:

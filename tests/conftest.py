@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fer.config import CLASS_NAMES, CSV_EMOTION_ORDER, DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR  # noqa: E402
+from fer.config import CLASS_NAMES, CSV_EMOTION_ORDER, DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -45,6 +45,13 @@ def shipped_model_dir() -> Path:
     return DEFAULT_MODEL_DIR
 
 
+@pytest.fixture(scope="session")
+def photo_model_dir() -> Path:
+    """The model for still photos (upload page, CLI on images): the shipped ensemble, else the default model."""
+    assert (PHOTO_MODEL_DIR / "model.keras").exists(), f"the shipped photo model is missing from {PHOTO_MODEL_DIR}"
+    return PHOTO_MODEL_DIR
+
+
 def synthetic_face(label: int, seed: int) -> np.ndarray:
     """A 48x48 image whose brightness pattern depends on the class, plus noise."""
     rng = np.random.default_rng(seed)
@@ -56,7 +63,11 @@ def synthetic_face(label: int, seed: int) -> np.ndarray:
 @pytest.fixture
 def kaggle_layout(tmp_path) -> Path:
     """train/test class folders with official-split prefixes: per class 6 Training, 2 PublicTest, 2 PrivateTest."""
-    root = tmp_path / "fer2013"
+    return write_kaggle_layout(tmp_path / "fer2013")
+
+
+def write_kaggle_layout(root: Path) -> Path:
+    """The `kaggle_layout` fixture's folders under `root` (for fixtures of a wider scope)."""
     seed = 0
     for cls, name in enumerate(CLASS_NAMES):
         for prefix, folder, count in (("Training", "train", 6), ("PublicTest", "test", 2), ("PrivateTest", "test", 2)):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from fer.ablation import ablation_rows, config_changes, main, render
 from fer.config import MODELS_DIR
 from fer.report import ModelArtifacts
@@ -60,8 +62,11 @@ def test_last_runs_test_time_augmentation_closes_the_table(tmp_path):
     assert rows[2].startswith("| last + TTA | test-time augmentation: none -> flip | 1,234 | 56.00 % | 47.00 % | 58.00 % | 40 |")
 
 
-def test_shipped_ablation_table_is_what_the_script_writes_from_the_recorded_runs(shipped_model_dir):
-    """Every row of the shipped table comes from a run folder in the repository, unchanged."""
+@pytest.mark.parametrize("which", ["real-time model", "photo model"])
+def test_shipped_ablation_table_is_what_the_script_writes_from_the_recorded_runs(shipped_model_dir, photo_model_dir,
+                                                                                 which):
+    """Every row of each shipped model's table comes from a run folder in the repository, unchanged."""
+    shipped_model_dir = shipped_model_dir if which == "real-time model" else photo_model_dir
     text = (shipped_model_dir / "ablation.md").read_text()
     names = [line.split(" | ")[0].removeprefix("| ") for line in text.splitlines()
              if line.startswith("| ") and not line.startswith(("| run ", "|---")) and " + TTA " not in line]

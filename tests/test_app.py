@@ -45,16 +45,18 @@ def _png(rgb: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def shipped_metrics(shipped_model_dir) -> dict:
-    return json.loads((shipped_model_dir / "metrics.json").read_text())
+def shipped_metrics(photo_model_dir) -> dict:
+    """The figures of the model that the home and report pages show first (the photo model)."""
+    return json.loads((photo_model_dir / "metrics.json").read_text())
 
 
 @pytest.fixture
-def model_copy(tmp_path, shipped_model_dir, monkeypatch):
-    """A copy of the shipped model folder, made the default model, whose artifacts a test may damage."""
+def model_copy(tmp_path, photo_model_dir, monkeypatch):
+    """A copy of the shipped photo model folder, made the model of every page, whose artifacts a test may damage."""
     folder = tmp_path / "copied-model"
-    shutil.copytree(shipped_model_dir, folder, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    shutil.copytree(photo_model_dir, folder, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
     monkeypatch.setattr(fer.config, "DEFAULT_MODEL_DIR", folder)
+    monkeypatch.setattr(fer.config, "PHOTO_MODEL_DIR", folder)
     return folder
 
 
@@ -78,6 +80,10 @@ def test_home_shows_the_shipped_models_figures_and_picture(shipped_metrics):
     assert f"{shipped_metrics['model']['parameters'] / 1e6:.2f} M parameters" in captions
     assert f"ten-crop {100 * shipped_metrics['tta']['ten-crop']['test_accuracy']:.1f} %" in captions
     assert len(app.get("image")) == 1  # the annotated example photo
+    if fer.config.PHOTO_MODEL_DIR != fer.config.DEFAULT_MODEL_DIR:  # two models: the live one is named with its figure
+        live = json.loads((fer.config.DEFAULT_MODEL_DIR / "metrics.json").read_text())
+        assert (f"live camera and video pages use {fer.config.DEFAULT_MODEL_DIR.name} "
+                f"({100 * live['test']['accuracy']:.1f} % PrivateTest accuracy)") in _plain(captions)
     if "in_the_wild" not in shipped_metrics:
         assert "not recorded for this model yet" in captions
     assert not app.error

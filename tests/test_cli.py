@@ -57,6 +57,19 @@ def test_text_output_and_exit_codes(shipped_model_dir, photo, tmp_path, capsys):
     assert "model folder not found" in capsys.readouterr().err
 
 
+def test_images_get_the_photo_model_and_videos_the_real_time_one(photo, video, tmp_path, capsys):
+    from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR
+
+    assert predict.main([str(photo), str(video), "--fps", "10", "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)["models"]
+    assert models["image"]["model"] == str(PHOTO_MODEL_DIR) and models["video"]["model"] == str(DEFAULT_MODEL_DIR)
+    assert predict.main([str(photo), "--json"]) == 0  # only what the inputs need is loaded
+    assert set(json.loads(capsys.readouterr().out)["models"]) == {"image"}
+    assert predict.main([str(photo), str(video), "--json", "--model", str(DEFAULT_MODEL_DIR)]) == 0
+    models = json.loads(capsys.readouterr().out)["models"]
+    assert models["image"]["model"] == models["video"]["model"] == str(DEFAULT_MODEL_DIR)
+
+
 def test_test_time_augmentation_choice(shipped_model_dir, photo, capsys):
     probabilities = {}
     for mode in ("none", "ten-crop"):

@@ -128,7 +128,7 @@ def test_fine_tuning_a_model_on_a_small_folder(kaggle_layout, user_folder, tmp_p
     # Chosen with FER_MODEL_DIR, the app loads it and the report page offers and shows it.
     script = (
         "from streamlit.testing.v1 import AppTest\n"
-        "from fer.config import DEFAULT_MODEL_DIR\n"
+        "from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR\n"
         "from fer.recognition import EmotionRecognizer\n"
         "import numpy as np\n"
         "recognizer = EmotionRecognizer()\n"
@@ -136,14 +136,15 @@ def test_fine_tuning_a_model_on_a_small_folder(kaggle_layout, user_folder, tmp_p
         "app = AppTest.from_file('app_pages/3_Model_report.py', default_timeout=120).run()\n"
         "assert not app.exception, [e.value for e in app.exception]\n"
         "options = app.selectbox[0].options if app.selectbox else []\n"
-        f"print(DEFAULT_MODEL_DIR.name, recognizer.backend_name, face.label in {CLASS_NAMES!r}, options)\n"
+        f"print(DEFAULT_MODEL_DIR.name, PHOTO_MODEL_DIR.name, recognizer.backend_name, face.label in {CLASS_NAMES!r}, "
+        "options)\n"
     )
     env = {**os.environ, "FER_MODEL_DIR": str(mine)}
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", script], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    name, backend, labelled, options = done.stdout.strip().splitlines()[-1].split(" ", 3)
-    assert (name, backend, labelled) == ("mine", "keras", "True")
+    name, photo_name, backend, labelled, options = done.stdout.strip().splitlines()[-1].split(" ", 4)
+    assert (name, photo_name, backend, labelled) == ("mine", "mine", "keras", "True")  # photos use the user's model too
     assert "'mine'" in options
 
 

@@ -1,0 +1,110 @@
+"""Several trained models as one: `python -m fer.ensemble MODEL_DIR MODEL_DIR ... --out NEW_DIR`.
+
+Nets trained alike from different random starts make partly different mistakes, so the mean of
+their probabilities is more accurate than any one of them. The members are wrapped into a single
+Keras model (one input, the members side by side, their softmax outputs averaged), so the result
+is a normal model folder: evaluated, exported to TFLite / ONNX and served like any other, at the
+members' summed cost. Its `train_config.json` names the members and their configs, and its
+`training.json` adds up their training time, so the ablation table and model card can show both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import keras
+
+from fer.config import DEFAULT_DATA_DIR, IMAGE_SIZE
+from fer.data import load_dataset
+from fer.manifest import ManifestError, verify_model_file, write_manifest
+from fer.train import ARTIFACT_ARCHITECTURE, ARTIFACT_CONFIG, ARTIFACT_MODEL
+
+ENSEMBLE_ARCHITECTURE = "ensemble"
+
+
+def build_ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
+    """One model whose output is the mean of the members' probabilities (each renamed, so that
+    two members of the same architecture keep apart in the saved file)."""
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs at least two models, got {len(members)}")
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="pixels")
+    outputs = [keras.Model(m.input, m.output, name=f"member{i}_{m.name}")(inputs) for i, m in enumerate(members, 1)]
+    return keras.Model(inputs, keras.layers.Average(name="probabilities")(outputs), name=name)
+
+
+def load_member(model_dir: Path) -> keras.Model:
+    """A member's float32 Keras model, checked against its folder's manifest first."""
+    path = Path(model_dir) / ARTIFACT_MODEL
+    verify_model_file(path)
+    return keras.saving.load_model(path, compile=False)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def ensemble_dirs(member_dirs: list[Path], out_dir: Path) -> keras.Model:
+    """Write the ensemble of `member_dirs` into the model folder `out_dir` (not yet evaluated)."""
+    member_dirs = [Path(d) for d in member_dirs]
+    if len({d.resolve() for d in member_dirs}) != len(member_dirs):
+        raise ValueError("each member may be given only once")
+    model = build_ensemble([load_member(d) for d in member_dirs], name=ENSEMBLE_ARCHITECTURE)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / ARTIFACT_MODEL)
+    write_manifest(out_dir, [ARTIFACT_MODEL])
+    (out_dir / ARTIFACT_ARCHITECTURE).write_text(model.to_json(indent=1))
+    configs = [_read_json(d / ARTIFACT_CONFIG) for d in member_dirs]
+    trainings = [_read_json(d / "training.json") for d in member_dirs]
+    config = {
+        "architecture": ENSEMBLE_ARCHITECTURE,
+        "ensemble": {"members": [d.name for d in member_dirs],
+                     "member_architectures": [c.get("architecture") for c in configs],
+                     "member_seeds": [c.get("seed") for c in configs],
+                     "combination": "mean of the members' probabilities"},
+    }
+    (out_dir / ARTIFACT_CONFIG).write_text(json.dumps(config, indent=1))
+    seconds = sum(t.get("total_epoch_seconds") or 0.0 for t in trainings)
+    training = {
+        "epochs_run": sum(t.get("epochs_run") or 0 for t in trainings),
+        "total_epoch_seconds": seconds,
+        "members": {d.name: {key: t.get(key) for key in ("epochs_run", "total_epoch_seconds", "images_per_second")}
+                    for d, t in zip(member_dirs, trainings)},
+        **{key: trainings[0][key] for key in ("train_images", "hardware", "tensorflow", "keras", "data")
+           if key in trainings[0]},
+    }
+    (out_dir / "training.json").write_text(json.dumps(training, indent=1))
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fer.ensemble", description=__doc__.splitlines()[0])
+    parser.add_argument("members", type=Path, nargs="+", help="trained model folders (at least two)")
+    parser.add_argument("--out", type=Path, required=True, help="model folder to write")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FER2013 folder or fer2013.csv")
+    parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json")
+    args = parser.parse_args(argv)
+    if any(args.out.resolve() == member.resolve() for member in args.members):
+        parser.error("--out must be a new folder, not one of the members")
+    try:
+        ensemble_dirs(args.members, args.out)
+        if not args.no_evaluate:
+            from fer.evaluate import evaluate_model_dir
+
+            data = load_dataset(args.data)
+            metrics = evaluate_model_dir(args.out, data, wild=False)  # fer.evaluate adds the in-the-wild section
+            print(f"{args.out}: PrivateTest accuracy {metrics['test']['accuracy']:.4f}, "
+                  f"PublicTest accuracy {metrics['val']['accuracy']:.4f}")
+    except (OSError, ValueError, ManifestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
