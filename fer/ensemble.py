@@ -1,5 +1,8 @@
 """Several trained models as one: `python -m fer.ensemble MODEL_DIR MODEL_DIR ... --out NEW_DIR`.
 
+`--compare FILE.md` instead scores each given model alone and every combination of them on
+PublicTest (the selection split; PrivateTest shown for the record), to choose the members.
+
 Nets trained alike from different random starts make partly different mistakes, so the mean of
 their probabilities is more accurate than any one of them. The members are wrapped into a single
 Keras model (one input, the members side by side, their softmax outputs averaged), so the result
@@ -11,14 +14,16 @@ members' summed cost. Its `train_config.json` names the members and their config
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from fer.config import DEFAULT_DATA_DIR, IMAGE_SIZE
-from fer.data import load_dataset
+from fer.config import DEFAULT_DATA_DIR, IMAGE_SIZE, split_names
+from fer.data import Dataset, load_dataset
 from fer.manifest import ManifestError, verify_model_file, write_manifest
 from fer.train import ARTIFACT_ARCHITECTURE, ARTIFACT_CONFIG, ARTIFACT_MODEL
 
@@ -82,13 +87,65 @@ def ensemble_dirs(member_dirs: list[Path], out_dir: Path) -> keras.Model:
     return model
 
 
+def compare_combinations(member_dirs: list[Path], data: Dataset) -> list[dict]:
+    """Validation and test accuracy of each member alone and of the mean of every combination of members
+    (single centre crop), best on validation first: each member predicts each split once."""
+    member_dirs = [Path(d) for d in member_dirs]
+    if len(member_dirs) < 2:
+        raise ValueError(f"comparing ensembles needs at least two models, got {len(member_dirs)}")
+    probabilities = {}
+    for d in member_dirs:
+        model = load_member(d)
+        probabilities[d] = {name: model.predict(split.images[..., None].astype(np.float32), batch_size=256, verbose=0)
+                            for name, split in (("val", data.val), ("test", data.test))}
+    labels = {"val": data.val.labels, "test": data.test.labels}
+    rows = []
+    for size in range(1, len(member_dirs) + 1):
+        for combo in itertools.combinations(member_dirs, size):
+            accuracy = {name: float((sum(probabilities[d][name] for d in combo).argmax(1) == labels[name]).mean())
+                        for name in ("val", "test")}
+            rows.append({"members": [d.name for d in combo], "val_accuracy": accuracy["val"],
+                         "test_accuracy": accuracy["test"]})
+    return sorted(rows, key=lambda row: -row["val_accuracy"])
+
+
+def render_comparison(rows: list[dict], layout: str | None = None) -> str:
+    names = split_names(layout)
+    lines = [
+        "# Ensemble members compared",
+        "",
+        "Written by `python -m fer.ensemble " + " ".join(max((r["members"] for r in rows), key=len))
+        + " --compare FILE`: the mean of each combination's probabilities, single centre crop, "
+        f"best on {names['val']} (the selection split) first; {names['test']} is for the record only.",
+        "",
+        f"| members | {names['val']} accuracy | {names['test']} accuracy |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {' + '.join(r['members'])} | {100 * r['val_accuracy']:.2f} % | {100 * r['test_accuracy']:.2f} % |"
+              for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer.ensemble", description=__doc__.splitlines()[0])
     parser.add_argument("members", type=Path, nargs="+", help="trained model folders (at least two)")
-    parser.add_argument("--out", type=Path, required=True, help="model folder to write")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, help="model folder to write")
+    target.add_argument("--compare", type=Path, metavar="FILE.md",
+                        help="score every combination of the models on the selection split and write the table")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FER2013 folder or fer2013.csv")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json")
     args = parser.parse_args(argv)
+    if args.compare is not None:
+        try:
+            data = load_dataset(args.data)
+            text = render_comparison(compare_combinations(args.members, data), data.layout)
+            args.compare.write_text(text)
+        except (OSError, ValueError, ManifestError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(text, end="")
+        return 0
     if any(args.out.resolve() == member.resolve() for member in args.members):
         parser.error("--out must be a new folder, not one of the members")
     try:

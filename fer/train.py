@@ -254,7 +254,8 @@ def write_training_summary(
 ) -> None:
     """Hardware, wall time, throughput and the data trained on (so that re-evaluating a fine-tuned model
     uses its own folder); evaluation folds these into metrics.json and the card."""
-    train_images = len(data.train)
+    # A --max-train-images trial trains on its subsample only; count what was trained on.
+    train_images = min(len(data.train), config.max_train_images or len(data.train))
     history = json.loads((out_dir / ARTIFACT_HISTORY).read_text())["epochs"]
     epoch_seconds = history.get("seconds", [])
     summary = {

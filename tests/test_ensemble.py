@@ -87,3 +87,23 @@ def test_bad_ensembles_are_refused_with_a_reason(two_runs, tmp_path, capsys):
     assert "sha256" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         ensemble_cli.main([*map(str, two_runs), "--out", str(two_runs[0])])
+
+
+def test_compare_scores_every_combination_against_its_own_mean(two_runs, kaggle_layout, tmp_path, capsys):
+    from fer.data import load_dataset
+
+    table = tmp_path / "compare.md"
+    assert ensemble_cli.main([*map(str, two_runs), "--compare", str(table), "--data", str(kaggle_layout)]) == 0
+    assert capsys.readouterr().out == table.read_text()
+    data = load_dataset(kaggle_layout)
+    rows = ensemble_cli.compare_combinations(two_runs, data)
+    assert sorted(tuple(r["members"]) for r in rows) == [("run1",), ("run1", "run2"), ("run2",)]
+    assert [r["val_accuracy"] for r in rows] == sorted((r["val_accuracy"] for r in rows), reverse=True)
+    # The pair's figure is the accuracy of the averaged probabilities, recomputed here.
+    pixels = data.val.images[..., None].astype(np.float32)
+    mean = sum(load_backend(run, "keras").predict(pixels) for run in two_runs)
+    pair = next(r for r in rows if len(r["members"]) == 2)
+    assert pair["val_accuracy"] == pytest.approx(float((mean.argmax(1) == data.val.labels).mean()))
+    assert f"| run1 + run2 | {100 * pair['val_accuracy']:.2f} % |" in table.read_text()
+    assert ensemble_cli.main([str(two_runs[0]), "--compare", str(tmp_path / "x.md"), "--data", str(kaggle_layout)]) == 2
+    assert "at least two" in capsys.readouterr().err
