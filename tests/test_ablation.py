@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fer.ablation import ablation_rows, config_changes, main, render
+from fer.ablation import PAPER_REPORTED_CURVE, ablation_rows, config_changes, main, paper_curve, render
 from fer.config import MODELS_DIR
 from fer.report import ModelArtifacts
 
@@ -68,11 +68,40 @@ def test_shipped_ablation_table_is_what_the_script_writes_from_the_recorded_runs
     """Every row of each shipped model's table comes from a run folder in the repository, unchanged."""
     shipped_model_dir = shipped_model_dir if which == "real-time model" else photo_model_dir
     text = (shipped_model_dir / "ablation.md").read_text()
-    names = [line.split(" | ")[0].removeprefix("| ") for line in text.splitlines()
+    table = text.split("\n## ")[0]  # the runs' table; a paper-curve section may follow
+    names = [line.split(" | ")[0].removeprefix("| ") for line in table.splitlines()
              if line.startswith("| ") and not line.startswith(("| run ", "|---")) and " + TTA " not in line]
     runs_dir = MODELS_DIR / "ablation-runs"
     candidates = [*MODELS_DIR.iterdir(), *(runs_dir.iterdir() if runs_dir.is_dir() else [])]
     folders = {d.name: d for d in candidates if d.is_dir()}
     assert names[-1] == shipped_model_dir.name
     runs = [ModelArtifacts.load(folders[name]) for name in names]
-    assert render(ablation_rows(runs)) == text
+    assert render(ablation_rows(runs), paper_curve(runs)) == text
+
+
+def test_shipped_tables_start_from_the_papers_cnn_beside_its_reported_curve(shipped_model_dir, photo_model_dir):
+    """Issue 11: the paper's own CNN, trained with this pipeline for >= 15 epochs, is a row of the
+    tables, and its recorded per-epoch PublicTest accuracy sits beside the paper's curve."""
+    for model_dir in (shipped_model_dir, photo_model_dir):
+        text = (model_dir / "ablation.md").read_text()
+        first_row = next(line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| run "))
+        first = first_row.split(" | ")[0].removeprefix("| ")
+        run = ModelArtifacts.load(MODELS_DIR / "ablation-runs" / first)
+        assert run.config["architecture"] == "paper" and run.training["epochs_run"] >= 15
+        history = dict(zip(run.history["epoch"], run.history["val_accuracy"]))
+        for epoch, reported in PAPER_REPORTED_CURVE.items():
+            reached = f"{100 * history[epoch]:.2f} %" if epoch in history else "not run"
+            assert f"| {first} | {epoch} | {100 * reported:.2f} % | {reached} |" in text
+
+
+def test_paper_curve_sets_a_paper_run_beside_the_reported_figures(tmp_path):
+    paper = _run(tmp_path / "paper", {"architecture": "paper"}, 0.5, 12)
+    (paper / "history.json").write_text(json.dumps(
+        {"epochs": {"epoch": list(range(1, 13)), "val_accuracy": [0.3 + 0.01 * e for e in range(1, 13)]}}))
+    other = _run(tmp_path / "vgg", {"architecture": "vgg"}, 0.6, 12)
+    rows = paper_curve([ModelArtifacts.load(paper), ModelArtifacts.load(other)])
+    assert [(r["epoch"], r["paper"]) for r in rows] == [(5, 0.486), (10, 0.551), (12, None), (25, 0.603)]
+    assert rows[0]["run_accuracy"] == pytest.approx(0.35) and rows[2]["run_accuracy"] == pytest.approx(0.42)
+    assert rows[3]["run_accuracy"] is None
+    text = render(ablation_rows([ModelArtifacts.load(paper), ModelArtifacts.load(other)]), rows)
+    assert "| paper | 5 | 48.60 % | 35.00 % |" in text and "| paper | 25 | 60.30 % | not run |" in text
