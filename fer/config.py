@@ -11,6 +11,10 @@ NUM_CLASSES = len(CLASS_NAMES)
 
 #: FER2013 images are 48x48 grayscale; every model takes this size (crops happen inside).
 IMAGE_SIZE = 48
+#: Border added around a detected face box before it is resized to IMAGE_SIZE, as a fraction of the
+#: box side. None at all: Haar / HOG boxes already frame a face about as loosely as FER2013's crops, and on
+#: ExpW's web photos every extra border cost accuracy (benchmarks/wild_framing.md).
+FACE_MARGIN = 0.0
 
 #: `fer2013.csv` numbers the emotions 0..6 in this order (the challenge's own convention).
 CSV_EMOTION_ORDER: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -23,6 +23,7 @@ from fer.config import (
     CACHE_DIR,
     CLASS_NAMES,
     CSV_EMOTION_ORDER,
+    FACE_MARGIN,
     IMAGE_SIZE,
     SPLIT_TEST,
     SPLIT_TRAIN,
@@ -187,7 +188,7 @@ def _decode(path: Path, resize: bool) -> tuple[np.ndarray | None, str]:
 
 
 #: Faces cropped from class-folder photos get the recognizer's default margin around the detected box.
-FACE_CROP_MARGIN = 0.1
+FACE_CROP_MARGIN = FACE_MARGIN
 
 
 @functools.cache
@@ -342,7 +343,7 @@ def _load_csv(path: Path) -> Dataset:
 def _cache_key(root: Path, files: list[tuple[Path, str]], val_fraction: float, seed: int, crop_faces: bool = True) -> str:
     # Face cropping only applies to class folders; other keys keep their earlier form (FER2013's cache stays valid).
     official = _has_official_split(files)
-    tag = "|faces" if crop_faces and not official else ""
+    tag = f"|faces|margin{FACE_CROP_MARGIN}" if crop_faces and not official else ""
     if not official and all(_official_split(p.name) for p, _ in files):
         tag += "|own-split"  # such folders were once read as FER2013's split: keep those caches out
     digest = hashlib.sha256(f"{_CACHE_VERSION}|{root.resolve()}|{val_fraction}|{seed}{tag}".encode())

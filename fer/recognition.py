@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from fer.backends import Backend, ModelLoadError, ModelLoadWarning, describe_bad_probabilities, load_backend
-from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, IMAGE_SIZE
+from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, FACE_MARGIN, IMAGE_SIZE
 from fer.detection import Box, DetectorSettings, HaarFaceDetector, crop_face, crop_square
 from fer.images import InvalidImageError, as_gray, read_image
 from fer.tta import DEFAULT_TTA, check_mode, predict_with_tta
@@ -88,7 +88,7 @@ class EmotionRecognizer:
         min_size: int = 40,
         detect_max_side: int = 640,
         second_detector: bool = True,
-        margin: float = 0.1,
+        margin: float = FACE_MARGIN,
         threads: int | None = None,
         tta: str = DEFAULT_TTA,
     ):
