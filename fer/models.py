@@ -97,10 +97,18 @@ def build_vgg_fast(num_classes: int = NUM_CLASSES, **kwargs) -> keras.Model:
     return build_vgg(num_classes, **kwargs)
 
 
+def build_vgg_wide(num_classes: int = NUM_CLASSES, **kwargs) -> keras.Model:
+    """An accuracy candidate for photos: `vgg` with 1.5x the channels (48-96-192-384), about 2.25x
+    its multiply-adds and parameters; width is one of the levers the 73 % FER2013 results pull."""
+    kwargs = {"widths": (48, 96, 192, 384), "name": "vgg_wide", **kwargs}
+    return build_vgg(num_classes, **kwargs)
+
+
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "paper": build_paper,
     "vgg": build_vgg,
     "vgg-fast": build_vgg_fast,
+    "vgg-wide": build_vgg_wide,
 }
 DEFAULT_ARCHITECTURE = "vgg"
 

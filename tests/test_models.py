@@ -39,6 +39,10 @@ def test_vgg_nets_are_much_smaller_than_the_paper_net():
     paper = build_model("paper").count_params()
     assert build_model("vgg").count_params() < paper / 3
     assert build_model("vgg-fast").count_params() < paper / 6
+    wide = build_model("vgg-wide")
+    convs = [layer for layer in wide.layers if layer.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [48, 48, 96, 96, 192, 192, 384, 384]
+    assert 2.0 < wide.count_params() / build_model("vgg").count_params() < 2.5 and wide.count_params() < paper
 
 
 def test_default_is_the_full_resolution_vgg():
