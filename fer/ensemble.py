@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import keras
-import numpy as np
 
+from fer.backends import ModelLoadError, load_backend
 from fer.config import DEFAULT_DATA_DIR, IMAGE_SIZE, split_names
 from fer.data import Dataset, load_dataset
 from fer.manifest import ManifestError, verify_model_file, write_manifest
@@ -93,11 +93,12 @@ def compare_combinations(member_dirs: list[Path], data: Dataset) -> list[dict]:
     member_dirs = [Path(d) for d in member_dirs]
     if len(member_dirs) < 2:
         raise ValueError(f"comparing ensembles needs at least two models, got {len(member_dirs)}")
+    from fer.evaluate import predict_split
+
     probabilities = {}
     for d in member_dirs:
-        model = load_member(d)
-        probabilities[d] = {name: model.predict(split.images[..., None].astype(np.float32), batch_size=256, verbose=0)
-                            for name, split in (("val", data.val), ("test", data.test))}
+        backend = load_backend(d, "keras")
+        probabilities[d] = {name: predict_split(backend, split) for name, split in (("val", data.val), ("test", data.test))}
     labels = {"val": data.val.labels, "test": data.test.labels}
     rows = []
     for size in range(1, len(member_dirs) + 1):
@@ -136,19 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FER2013 folder or fer2013.csv")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json")
     args = parser.parse_args(argv)
-    if args.compare is not None:
-        try:
+    if args.out is not None and any(args.out.resolve() == member.resolve() for member in args.members):
+        parser.error("--out must be a new folder, not one of the members")
+    try:
+        if args.compare is not None:
             data = load_dataset(args.data)
             text = render_comparison(compare_combinations(args.members, data), data.layout)
             args.compare.write_text(text)
-        except (OSError, ValueError, ManifestError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(text, end="")
-        return 0
-    if any(args.out.resolve() == member.resolve() for member in args.members):
-        parser.error("--out must be a new folder, not one of the members")
-    try:
+            print(text, end="")
+            return 0
         ensemble_dirs(args.members, args.out)
         if not args.no_evaluate:
             from fer.evaluate import evaluate_model_dir
@@ -157,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics = evaluate_model_dir(args.out, data, wild=False)  # fer.evaluate adds the in-the-wild section
             print(f"{args.out}: PrivateTest accuracy {metrics['test']['accuracy']:.4f}, "
                   f"PublicTest accuracy {metrics['val']['accuracy']:.4f}")
-    except (OSError, ValueError, ManifestError) as exc:
+    except (OSError, ValueError, ManifestError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
