@@ -187,10 +187,6 @@ def _decode(path: Path, resize: bool) -> tuple[np.ndarray | None, str]:
     return image, ""
 
 
-#: Faces cropped from class-folder photos get the recognizer's default margin around the detected box.
-FACE_CROP_MARGIN = FACE_MARGIN
-
-
 @functools.cache
 def _photo_detector():
     from fer.detection import HaarFaceDetector
@@ -209,7 +205,7 @@ def _decode_face(path: Path, uncropped: list[str]) -> tuple[np.ndarray | None, s
     image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
     faces = _photo_detector().detect_photo(image)
     if faces:
-        return crop_face(image, faces[0], IMAGE_SIZE, FACE_CROP_MARGIN), ""
+        return crop_face(image, faces[0], IMAGE_SIZE, FACE_MARGIN), ""
     uncropped.append(str(path))
     return cv2.resize(image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA), ""
 
@@ -343,7 +339,7 @@ def _load_csv(path: Path) -> Dataset:
 def _cache_key(root: Path, files: list[tuple[Path, str]], val_fraction: float, seed: int, crop_faces: bool = True) -> str:
     # Face cropping only applies to class folders; other keys keep their earlier form (FER2013's cache stays valid).
     official = _has_official_split(files)
-    tag = f"|faces|margin{FACE_CROP_MARGIN}" if crop_faces and not official else ""
+    tag = f"|faces|margin{FACE_MARGIN}" if crop_faces and not official else ""
     if not official and all(_official_split(p.name) for p, _ in files):
         tag += "|own-split"  # such folders were once read as FER2013's split: keep those caches out
     digest = hashlib.sha256(f"{_CACHE_VERSION}|{root.resolve()}|{val_fraction}|{seed}{tag}".encode())

@@ -16,8 +16,8 @@ import pytest
 
 from fer import evaluate as evaluate_cli
 from fer import train as train_cli
-from fer.config import CLASS_NAMES, PROJECT_ROOT
-from fer.data import FACE_CROP_MARGIN, load_dataset
+from fer.config import CLASS_NAMES, FACE_MARGIN, PROJECT_ROOT
+from fer.data import load_dataset
 from fer.detection import HaarFaceDetector, crop_face
 from fer.report import list_model_dirs
 from tests.conftest import synthetic_face
@@ -45,7 +45,7 @@ def test_photos_in_class_folders_are_cropped_to_their_face(user_folder):
     assert data.uncropped == [str(user_folder / "sad" / "wall.jpg")]  # no face: used whole, and said so
     assert "no face found in 1 image(s)" in data.describe()
     gray = cv2.imread(str(user_folder / "happy" / "photo_a.jpg"), cv2.IMREAD_GRAYSCALE)
-    expected = crop_face(gray, HaarFaceDetector().detect_photo(gray)[0], 48, FACE_CROP_MARGIN)
+    expected = crop_face(gray, HaarFaceDetector().detect_photo(gray)[0], 48, FACE_MARGIN)
     everything = np.concatenate([data.train.images, data.val.images, data.test.images])
     assert any(np.array_equal(image, expected) for image in everything)  # framed as the app frames faces
     whole = load_dataset(user_folder, use_cache=False, crop_faces=False)
