@@ -14,7 +14,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -330,8 +330,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="bfloat16 compute, float32 weights (faster on CPUs with AVX-512 BF16)")
     parser.add_argument("--photo-augment", action="store_true",
                         help="add web-photo augmentations (shear, gamma, small faces, JPEG; fer.augment.PHOTO_AUGMENT)")
+    parser.add_argument("--low-res-prob", type=float, default=None,
+                        help="share of training faces shrunk to 16-32 px and scaled back (small faces in photos)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json at the end")
     args = parser.parse_args(argv)
+    if args.low_res_prob is not None and not 0.0 <= args.low_res_prob <= 1.0:
+        parser.error(f"--low-res-prob must be from 0 to 1, got {args.low_res_prob}")
     if args.init_from is not None and not args.init_from.is_file():
         parser.error(f"--init-from {args.init_from}: no such model file")
     fine_tuning = args.init_from is not None
@@ -344,6 +348,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.epochs < 1 or args.batch_size < 1:
         parser.error("--epochs and --batch-size must be positive")
     return args
+
+
+def augment_config(args: argparse.Namespace) -> AugmentConfig:
+    """The training augmentation the command line asks for: the defaults or PHOTO_AUGMENT, with
+    `--low-res-prob` overriding the share of faces shrunk and scaled back."""
+    config = PHOTO_AUGMENT if args.photo_augment else AugmentConfig()
+    return config if args.low_res_prob is None else replace(config, low_res_prob=args.low_res_prob)
 
 
 def architecture_of(model_file: Path) -> str | None:
@@ -395,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         early_stopping_patience=args.patience, seed=args.seed, jit_compile=args.jit, mixed_precision=args.mixed_precision,
         max_train_images=args.max_train_images,
         init_from=str(args.init_from) if args.init_from else None, save_epoch_weights=args.save_epoch_weights,
-        augment=PHOTO_AUGMENT if args.photo_augment else AugmentConfig(),
+        augment=augment_config(args),
     )
     try:
         data = load_dataset(args.data, crop_faces=not args.whole_images)

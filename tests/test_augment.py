@@ -49,3 +49,16 @@ def test_low_resolution_removes_fine_detail(faces):
 def test_photo_preset_runs_on_a_batch(faces):
     out = augment_batch(faces, PHOTO_AUGMENT).numpy()
     assert out.shape == faces.shape and np.isfinite(out).all()
+
+
+def test_low_res_prob_flag_sets_only_that_share():
+    from fer import train as train_cli
+
+    plain = train_cli.augment_config(train_cli.parse_args(["--out", "y"]))
+    low_res = train_cli.augment_config(train_cli.parse_args(["--out", "y", "--low-res-prob", "0.3"]))
+    photo = train_cli.augment_config(train_cli.parse_args(["--out", "y", "--photo-augment", "--low-res-prob", "0.5"]))
+    assert plain == AugmentConfig()
+    assert low_res == replace(AugmentConfig(), low_res_prob=0.3)
+    assert photo == replace(PHOTO_AUGMENT, low_res_prob=0.5)
+    with pytest.raises(SystemExit):
+        train_cli.parse_args(["--out", "y", "--low-res-prob", "1.5"])
