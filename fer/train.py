@@ -42,6 +42,8 @@ EPOCH_WEIGHTS = "checkpoints/epochs/epoch{epoch:03d}.weights.h5"
 #: rate and fewer epochs, so a small folder adjusts the model instead of overwriting what it learned.
 FINE_TUNE_EPOCHS = 10
 FINE_TUNE_LEARNING_RATE = 1e-4
+#: Share of a distillation target taken from the teacher (Hinton et al. weight the soft term most).
+DEFAULT_DISTILL_WEIGHT = 0.7
 
 
 @dataclass
@@ -71,6 +73,11 @@ class TrainConfig:
     init_from: str | None = None
     #: Also keep every epoch's weights (checkpoints/epochs/), for weight averaging after the run.
     save_epoch_weights: bool = False
+    #: Knowledge distillation: a trained model (a `.keras` file, e.g. an ensemble) whose predicted
+    #: probabilities on the training faces replace `distill_weight` of each one-hot target. The
+    #: teacher's soft targets say which faces are ambiguous, which the hard labels cannot.
+    teacher: str | None = None
+    distill_weight: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict:
@@ -86,15 +93,52 @@ class TrainConfig:
 
 # ---------------------------------------------------------------- data
 
-def make_datasets(data: Dataset, config: TrainConfig) -> tuple[tf.data.Dataset, tf.data.Dataset, np.ndarray]:
-    """Whole-set shuffled, augmented training batches with class weights; plain validation batches."""
+def teacher_probabilities(teacher_file: Path, images: np.ndarray, cache: Path | None = None) -> np.ndarray:
+    """The teacher's class probabilities for each training face (un-augmented), cached beside the run.
+
+    Offline distillation: one teacher pass before training instead of one per step, so a
+    three-member ensemble teacher costs minutes, not a doubling of every epoch.
+    """
+    if cache is not None and cache.exists():
+        cached = np.load(cache)
+        if cached.shape == (len(images), NUM_CLASSES):
+            return cached
+    import fer.models  # noqa: F401  (registers the custom layers the teacher file refers to)
+
+    teacher = keras.saving.load_model(teacher_file, compile=False)
+    probs = np.concatenate([
+        np.asarray(teacher.predict(images[i:i + 2048, ..., None].astype(np.float32), batch_size=512, verbose=0))
+        for i in range(0, len(images), 2048)
+    ]).astype(np.float32)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, probs)
+    return probs
+
+
+def training_targets(labels: np.ndarray, teacher_probs: np.ndarray | None, distill_weight: float) -> np.ndarray:
+    """One-hot labels, with `distill_weight` of each replaced by the teacher's probabilities."""
+    onehot = keras.utils.to_categorical(labels, NUM_CLASSES).astype(np.float32)
+    if teacher_probs is None or distill_weight <= 0.0:
+        return onehot
+    soft = teacher_probs / teacher_probs.sum(axis=1, keepdims=True)
+    return ((1.0 - distill_weight) * onehot + distill_weight * soft).astype(np.float32)
+
+
+def make_datasets(data: Dataset, config: TrainConfig, teacher_probs: np.ndarray | None = None,
+                  ) -> tuple[tf.data.Dataset, tf.data.Dataset, np.ndarray]:
+    """Whole-set shuffled, augmented training batches with class weights; plain validation batches.
+
+    `teacher_probs` (one row per training face) turns the targets into distillation targets.
+    """
     images, labels = data.train.images, data.train.labels
     if config.max_train_images:
         pick = np.random.default_rng(config.seed).permutation(len(labels))[: config.max_train_images]
         images, labels = images[pick], labels[pick]
+        teacher_probs = teacher_probs[pick] if teacher_probs is not None else None
     weights = class_weights(labels, config.class_weight_power)
     sample_weights = weights[labels]
-    onehot = keras.utils.to_categorical(labels, NUM_CLASSES).astype(np.float32)
+    onehot = training_targets(labels, teacher_probs, config.distill_weight)
 
     train = tf.data.Dataset.from_tensor_slices((images[..., None], onehot, sample_weights))
     # The loader returns images grouped by class, so shuffle across the whole set every epoch.
@@ -185,7 +229,14 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     """Fit `config.architecture` on `data.train`, select on `data.val`, write model and history."""
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    train_ds, val_ds, weights = make_datasets(data, config)
+    teacher_probs = None
+    if config.teacher and config.distill_weight > 0:
+        teacher_probs = teacher_probabilities(Path(config.teacher), data.train.images,
+                                              out_dir / "checkpoints" / "teacher_probs.npy")
+        agree = float(np.mean(teacher_probs.argmax(1) == data.train.labels))
+        print(f"teacher {config.teacher}: agrees with {agree:.1%} of the training labels; "
+              f"targets are {config.distill_weight:.0%} its probabilities", flush=True)
+    train_ds, val_ds, weights = make_datasets(data, config, teacher_probs)
     steps_per_epoch = int(train_ds.cardinality())
     if steps_per_epoch < 1:
         raise ValueError(f"{len(data.train)} training images is less than one batch of {config.batch_size}")
@@ -332,8 +383,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="add web-photo augmentations (shear, gamma, small faces, JPEG; fer.augment.PHOTO_AUGMENT)")
     parser.add_argument("--low-res-prob", type=float, default=None,
                         help="share of training faces shrunk to 16-32 px and scaled back (small faces in photos)")
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="distil this trained .keras model (e.g. an ensemble's) into the new one")
+    parser.add_argument("--distill-weight", type=float, default=None,
+                        help="share of each target taken from the teacher's probabilities (default 0.7 with --teacher)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json at the end")
     args = parser.parse_args(argv)
+    if args.teacher is not None and not args.teacher.is_file():
+        parser.error(f"--teacher {args.teacher}: no such model file")
+    if args.distill_weight is not None and args.teacher is None:
+        parser.error("--distill-weight needs --teacher")
+    if args.teacher is not None and args.distill_weight is None:
+        args.distill_weight = DEFAULT_DISTILL_WEIGHT
+    if args.distill_weight is not None and not 0.0 < args.distill_weight <= 1.0:
+        parser.error(f"--distill-weight must be above 0 and at most 1, got {args.distill_weight}")
     if args.low_res_prob is not None and not 0.0 <= args.low_res_prob <= 1.0:
         parser.error(f"--low-res-prob must be from 0 to 1, got {args.low_res_prob}")
     if args.init_from is not None and not args.init_from.is_file():
@@ -406,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         early_stopping_patience=args.patience, seed=args.seed, jit_compile=args.jit, mixed_precision=args.mixed_precision,
         max_train_images=args.max_train_images,
         init_from=str(args.init_from) if args.init_from else None, save_epoch_weights=args.save_epoch_weights,
+        teacher=str(args.teacher) if args.teacher else None, distill_weight=args.distill_weight or 0.0,
         augment=augment_config(args),
     )
     try:

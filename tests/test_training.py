@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import keras
+import numpy as np
 import pytest
 
 from fer import evaluate as evaluate_cli
 from fer import train as train_cli
+from fer.data import load_dataset
 from fer.evaluate import WILD_NOT_RUN
 from fer.manifest import read_manifest, sha256_file
 from fer.report import ModelArtifacts
@@ -86,3 +89,43 @@ def test_mixed_precision_on_a_cpu_without_bfloat16_warns(tmp_path, monkeypatch, 
     monkeypatch.setattr(train_cli, "cpu_has_bfloat16", lambda: False)
     assert train_cli.main(["--out", str(tmp_path / "m"), "--mixed-precision", "--data", str(tmp_path / "absent")]) == 2
     assert "without bfloat16 instructions" in capsys.readouterr().err
+
+
+def test_distillation_targets_blend_the_teacher_into_the_labels():
+    labels = np.array([0, 3])
+    teacher = np.array([[0.5, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05], [0.0, 0.0, 0.0, 0.2, 0.8, 0.0, 0.0]], np.float32)
+    targets = train_cli.training_targets(labels, teacher, 0.7)
+    assert targets.shape == (2, 7) and np.allclose(targets.sum(axis=1), 1.0)
+    assert targets[0, 0] == pytest.approx(0.3 + 0.7 * 0.5) and targets[0, 1] == pytest.approx(0.07)
+    # The teacher may outvote the label: that is the point of its soft targets.
+    assert targets[1].argmax() == 4 and targets[1, 3] == pytest.approx(0.3 + 0.7 * 0.2)
+    assert np.array_equal(train_cli.training_targets(labels, None, 0.7), np.eye(7, dtype=np.float32)[labels])
+
+
+def test_training_distils_a_teacher_and_caches_its_probabilities(trained, kaggle_layout, tmp_path, capsys):
+    out = tmp_path / "student"
+    teacher = trained / "model.keras"
+    assert train_cli.main(["--data", str(kaggle_layout), "--out", str(out), *ARGS, "--teacher", str(teacher),
+                           "--distill-weight", "0.5", "--no-evaluate"]) == 0
+    assert "targets are 50% its probabilities" in capsys.readouterr().out
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["teacher"] == str(teacher) and config["distill_weight"] == 0.5
+    cached = np.load(out / "checkpoints" / "teacher_probs.npy")
+    assert cached.shape == (42, 7) and np.allclose(cached.sum(axis=1), 1.0, atol=1e-4)
+    # The cache holds the teacher's own predictions on the training faces, in the loader's order.
+    data = load_dataset(kaggle_layout)
+    fresh = keras.saving.load_model(teacher, compile=False).predict(data.train.images[..., None].astype(np.float32),
+                                                                     verbose=0)
+    assert np.allclose(cached, fresh, atol=1e-5)
+
+
+def test_distillation_arguments_are_checked(tmp_path, capsys):
+    for args in (["--teacher", str(tmp_path / "absent.keras")], ["--distill-weight", "0.5"]):
+        with pytest.raises(SystemExit) as exc:
+            train_cli.main(["--out", str(tmp_path / "m"), *args])
+        assert exc.value.code == 2
+    (tmp_path / "t.keras").write_bytes(b"x")
+    with pytest.raises(SystemExit):
+        train_cli.main(["--out", str(tmp_path / "m"), "--teacher", str(tmp_path / "t.keras"), "--distill-weight", "0"])
+    err = capsys.readouterr().err
+    assert "no such model file" in err and "needs --teacher" in err and "above 0" in err
