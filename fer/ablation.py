@@ -75,6 +75,11 @@ def ablation_rows(runs: list[ModelArtifacts]) -> list[dict]:
             changes = [f"ensemble: mean of the probabilities of {' + '.join(members)} (time: all members)"]
         else:
             changes = ["baseline"] if i == 0 else config_changes(runs[i - 1].config, run.config)
+            # The time column is this run's own; say so where it builds on another run's training.
+            if run.config.get("init_from"):
+                changes.append("time: this restart only, not the run it starts from")
+            if run.config.get("teacher") and run.config.get("distill_weight"):
+                changes.append("time: this run only, not its teacher's")
         params = metrics.get("model", {}).get("parameters")
         rows.append({
             "run": run.name,

@@ -43,6 +43,17 @@ def test_ablation_table_from_runs(tmp_path, capsys):
     assert out.read_text() in capsys.readouterr().out
 
 
+def test_runs_built_on_other_runs_say_their_time_is_their_own(tmp_path):
+    base = _run(tmp_path / "base", {"epochs": 40}, 0.5, 40)
+    restart = _run(tmp_path / "restart", {"epochs": 10, "init_from": "base/model.keras"}, 0.51, 10)
+    student = _run(tmp_path / "student", {"epochs": 40, "teacher": "ens/model.keras", "distill_weight": 0.7}, 0.52, 40)
+    rows = ablation_rows([ModelArtifacts.load(p) for p in (base, restart, student)])
+    assert rows[1]["change"].endswith("time: this restart only, not the run it starts from")
+    assert "distill_weight: 0.0 -> 0.7" in rows[2]["change"] and "teacher: None -> ens/model.keras" in rows[2]["change"]
+    assert rows[2]["change"].endswith("time: this run only, not its teacher's")
+    assert "time:" not in rows[0]["change"]
+
+
 def test_unevaluated_run_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "raw").mkdir()
     assert main([str(tmp_path / "raw")]) == 2
