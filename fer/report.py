@@ -262,6 +262,10 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
         if cfg.get("init_from"):
             lines.append(f"- Warm restart: started from the weights of `{cfg['init_from']}` (its own training "
                          "is not counted below)")
+        if cfg.get("teacher") and cfg.get("distill_weight"):
+            lines.append(f"- Distillation: each target is {100 * cfg['distill_weight']:.0f} % the probabilities of "
+                         f"`{cfg['teacher']}` on that training face, the rest the label (the teacher's own "
+                         "training is not counted below)")
         if averaged := cfg.get("weight_averaging"):
             lines.append(f"- Weight averaging: mean of {averaged['from_run']}'s epochs {averaged['epochs'][0]}-"
                          f"{averaged['epochs'][-1]}, BatchNorm statistics recomputed on "
@@ -275,7 +279,8 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
         lines += [
             f"- Hardware: {tr.get('hardware', 'n/a')}; TensorFlow {tr.get('tensorflow', '?')}, Keras {tr.get('keras', '?')}",
             f"- Epochs run: {tr.get('epochs_run', 'n/a')} over all members; training time "
-            f"{tr.get('total_epoch_seconds', 0) / 60:.1f} min over all members",
+            f"{tr.get('total_epoch_seconds', 0) / 60:.1f} min over all members (each member's own run: a warm "
+            "restart or a distilled net leaves out the run it builds on)",
         ]
     elif tr:
         lines += [

@@ -112,3 +112,12 @@ def test_a_fine_tuned_model_is_reported_on_its_own_folder_parts(tmp_path):
     assert "held-out test accuracy: **55.00 %**" in card and "PrivateTest" not in card and "PublicTest" not in card
     fer2013 = _folder(tmp_path, _metrics({n: 0.5 for n in CLASS_NAMES}, {n: 10 for n in CLASS_NAMES}))
     assert "PrivateTest accuracy" in fer2013.headline()  # no layout recorded: FER2013's names
+
+
+def test_card_of_a_distilled_model_names_its_teacher_and_share(tmp_path):
+    (tmp_path / "train_config.json").write_text(json.dumps({"epochs": 64, "teacher": "models/trio/model.keras",
+                                                            "distill_weight": 0.7}))
+    card = render_model_card(_folder(tmp_path, _metrics({n: 0.5 for n in CLASS_NAMES}, {n: 10 for n in CLASS_NAMES})))
+    assert "- Distillation: each target is 70 % the probabilities of `models/trio/model.keras`" in card
+    (tmp_path / "train_config.json").write_text(json.dumps({"epochs": 64}))
+    assert "Distillation" not in render_model_card(ModelArtifacts.load(tmp_path))
