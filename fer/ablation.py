@@ -72,7 +72,7 @@ def ablation_rows(runs: list[ModelArtifacts]) -> list[dict]:
         if "val" not in metrics:
             raise ValueError(f"{run.path} has no evaluated metrics.json; run `python -m fer.evaluate {run.path}`")
         if members := run.config.get("ensemble", {}).get("members"):
-            changes = [f"ensemble: mean of the probabilities of {' + '.join(members)} (time: all members)"]
+            changes = [f"ensemble: mean of the probabilities of {' + '.join(members)} (time: the members' own runs added up)"]
         else:
             changes = ["baseline"] if i == 0 else config_changes(runs[i - 1].config, run.config)
             # The time column is this run's own; say so where it builds on another run's training.
