@@ -99,12 +99,14 @@ def teacher_probabilities(teacher_file: Path, images: np.ndarray, cache: Path | 
     Offline distillation: one teacher pass before training instead of one per step, so a
     three-member ensemble teacher costs minutes, not a doubling of every epoch.
     """
-    if cache is not None and cache.exists():
-        cached = np.load(cache)
-        if cached.shape == (len(images), NUM_CLASSES):
-            return cached
-    import fer.models  # noqa: F401  (registers the custom layers the teacher file refers to)
-
+    if cache is not None:
+        # Keyed by the teacher file's size and time, so a changed or different teacher is not served stale.
+        stat = teacher_file.stat()
+        cache = cache.with_name(f"{cache.stem}-{stat.st_size}-{stat.st_mtime_ns}{cache.suffix}")
+        if cache.exists():
+            cached = np.load(cache)
+            if cached.shape == (len(images), NUM_CLASSES):
+                return cached
     teacher = keras.saving.load_model(teacher_file, compile=False)
     probs = np.concatenate([
         np.asarray(teacher.predict(images[i:i + 2048, ..., None].astype(np.float32), batch_size=512, verbose=0))
@@ -386,7 +388,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher", type=Path, default=None,
                         help="distil this trained .keras model (e.g. an ensemble's) into the new one")
     parser.add_argument("--distill-weight", type=float, default=None,
-                        help="share of each target taken from the teacher's probabilities (default 0.7 with --teacher)")
+                        help="share of each target taken from the teacher's probabilities "
+                        f"(default {DEFAULT_DISTILL_WEIGHT:g} with --teacher)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json at the end")
     args = parser.parse_args(argv)
     if args.teacher is not None and not args.teacher.is_file():

@@ -110,7 +110,8 @@ def test_training_distils_a_teacher_and_caches_its_probabilities(trained, kaggle
     assert "targets are 50% its probabilities" in capsys.readouterr().out
     config = json.loads((out / "train_config.json").read_text())
     assert config["teacher"] == str(teacher) and config["distill_weight"] == 0.5
-    cached = np.load(out / "checkpoints" / "teacher_probs.npy")
+    [cache_file] = (out / "checkpoints").glob("teacher_probs-*.npy")  # keyed by the teacher file
+    cached = np.load(cache_file)
     assert cached.shape == (42, 7) and np.allclose(cached.sum(axis=1), 1.0, atol=1e-4)
     # The cache holds the teacher's own predictions on the training faces, in the loader's order.
     data = load_dataset(kaggle_layout)
