@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from fer.report import ModelArtifacts
+from fer.report import ModelArtifacts, uses_teacher
 
 #: The seed paper's reported validation accuracy by epoch, and the test accuracy it claims.
 PAPER_REPORTED_CURVE = {5: 0.486, 10: 0.551, 25: 0.603}
@@ -78,7 +78,7 @@ def ablation_rows(runs: list[ModelArtifacts]) -> list[dict]:
             # The time column is this run's own; say so where it builds on another run's training.
             if run.config.get("init_from"):
                 changes.append("time: this restart only, not the run it starts from")
-            if run.config.get("teacher") and run.config.get("distill_weight"):
+            if uses_teacher(run.config):
                 changes.append("time: this run only, not its teacher's")
         params = metrics.get("model", {}).get("parameters")
         rows.append({

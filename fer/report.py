@@ -15,6 +15,12 @@ from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, MODELS_DIR, PROJECT_ROOT,
 CARD_FILE = "MODEL_CARD.md"
 
 
+def uses_teacher(config: dict) -> bool:
+    """Whether a training config (`train_config.json`) distilled from a teacher: one test, so the
+    trainer, the model card and the ablation table cannot disagree on which runs did."""
+    return bool(config.get("teacher")) and float(config.get("distill_weight") or 0.0) > 0.0
+
+
 @dataclass
 class ModelArtifacts:
     """Everything a trained model folder says about itself.
@@ -262,7 +268,7 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
         if cfg.get("init_from"):
             lines.append(f"- Warm restart: started from the weights of `{cfg['init_from']}` (its own training "
                          "is not counted below)")
-        if cfg.get("teacher") and cfg.get("distill_weight"):
+        if uses_teacher(cfg):
             lines.append(f"- Distillation: each target is {100 * cfg['distill_weight']:.0f} % the probabilities of "
                          f"`{cfg['teacher']}` on that training face, the rest the label (the teacher's own "
                          "training is not counted below)")

@@ -28,6 +28,7 @@ from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES, split_names  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
 from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
+from fer.report import uses_teacher  # noqa: E402
 
 ARTIFACT_MODEL = "model.keras"
 ARTIFACT_ARCHITECTURE = "architecture.json"
@@ -232,7 +233,7 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     teacher_probs = None
-    if config.teacher and config.distill_weight > 0:
+    if uses_teacher(config.to_dict()):
         teacher_probs = teacher_probabilities(Path(config.teacher), data.train.images,
                                               out_dir / "checkpoints" / "teacher_probs.npy")
         agree = float(np.mean(teacher_probs.argmax(1) == data.train.labels))

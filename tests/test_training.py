@@ -13,7 +13,7 @@ from fer import train as train_cli
 from fer.data import load_dataset
 from fer.evaluate import WILD_NOT_RUN
 from fer.manifest import read_manifest, sha256_file
-from fer.report import ModelArtifacts
+from fer.report import ModelArtifacts, uses_teacher
 
 ARGS = ["--epochs", "1", "--batch-size", "16"]
 
@@ -118,6 +118,31 @@ def test_training_distils_a_teacher_and_caches_its_probabilities(trained, kaggle
     fresh = keras.saving.load_model(teacher, compile=False).predict(data.train.images[..., None].astype(np.float32),
                                                                      verbose=0)
     assert np.allclose(cached, fresh, atol=1e-5)
+
+
+def _tiny_teacher(path, seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(7, activation="softmax")])
+    model.save(path)
+
+
+def test_a_changed_teacher_is_not_served_stale_probabilities(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    teacher, cache = tmp_path / "teacher.keras", tmp_path / "run" / "teacher_probs.npy"
+    _tiny_teacher(teacher, seed=1)
+    first = train_cli.teacher_probabilities(teacher, images, cache)
+    assert np.array_equal(train_cli.teacher_probabilities(teacher, images, cache), first)  # served from the cache
+    _tiny_teacher(teacher, seed=2)  # same path, different weights
+    second = train_cli.teacher_probabilities(teacher, images, cache)
+    fresh = keras.saving.load_model(teacher, compile=False).predict(images[..., None].astype(np.float32), verbose=0)
+    assert not np.allclose(second, first, atol=1e-3) and np.allclose(second, fresh, atol=1e-5)
+
+
+def test_one_rule_says_which_runs_distilled():
+    assert uses_teacher({"teacher": "t.keras", "distill_weight": 0.7})
+    assert not uses_teacher({"teacher": "t.keras", "distill_weight": 0.0})
+    assert not uses_teacher({"teacher": None, "distill_weight": 0.7}) and not uses_teacher({})
 
 
 def test_distillation_arguments_are_checked(tmp_path, capsys):
