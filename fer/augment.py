@@ -38,6 +38,10 @@ class AugmentConfig:
     #: Share of images passed through JPEG at a quality in `jpeg_quality`.
     jpeg_prob: float = 0.0
     jpeg_quality: tuple[int, int] = (30, 90)
+    #: Mixup (Zhang et al. 2018): each face is blended with another of the batch, and so are their
+    #: targets, with a weight drawn from Beta(alpha, alpha). 0 turns it off. It penalises confident
+    #: guesses on ambiguous blends, a regulariser for long schedules (`mix_batch`).
+    mixup_alpha: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +102,27 @@ def augment_batch(images: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | No
     if config.erase_prob > 0:
         images = _random_erase(images, config, batch, height, width)
     return tf.clip_by_value(images, 0.0, 255.0)
+
+
+def mix_batch(images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, alpha: float,
+              ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Mixup: blend each face, its target and its class weight with a random partner of the batch.
+
+    The blend weight is max(lam, 1 - lam) with lam ~ Beta(alpha, alpha), so every mixed face is
+    mostly its own (its class weight still applies) and the targets stay probability vectors.
+    """
+    batch = tf.shape(images)[0]
+    first = tf.random.gamma([batch], alpha)
+    second = tf.random.gamma([batch], alpha)
+    lam = first / tf.maximum(first + second, 1e-12)
+    lam = tf.maximum(lam, 1.0 - lam)
+    partner = tf.random.shuffle(tf.range(batch))
+    images_lam = tf.reshape(tf.cast(lam, images.dtype), [-1, 1, 1, 1])
+    targets_lam = tf.reshape(tf.cast(lam, targets.dtype), [-1, 1])
+    weights_lam = tf.cast(lam, weights.dtype)
+    return (images_lam * images + (1 - images_lam) * tf.gather(images, partner),
+            targets_lam * targets + (1 - targets_lam) * tf.gather(targets, partner),
+            weights_lam * weights + (1 - weights_lam) * tf.gather(weights, partner))
 
 
 def _low_resolution(images, config: AugmentConfig, batch):

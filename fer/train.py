@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch  # noqa: E402
+from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, mix_batch  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES, split_names  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
@@ -151,7 +151,11 @@ def make_datasets(data: Dataset, config: TrainConfig, teacher_probs: np.ndarray 
     train = train.map(
         lambda x, y, w: (augment_batch(tf.cast(x, tf.float32), augment), y, w),
         num_parallel_calls=tf.data.AUTOTUNE,
-    ).prefetch(tf.data.AUTOTUNE)
+    )
+    if augment.mixup_alpha > 0:
+        train = train.map(lambda x, y, w: mix_batch(x, y, tf.cast(w, tf.float32), augment.mixup_alpha),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    train = train.prefetch(tf.data.AUTOTUNE)
 
     val_onehot = keras.utils.to_categorical(data.val.labels, NUM_CLASSES).astype(np.float32)
     val = tf.data.Dataset.from_tensor_slices((data.val.images[..., None].astype(np.float32), val_onehot))
@@ -386,6 +390,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="add web-photo augmentations (shear, gamma, small faces, JPEG; fer.augment.PHOTO_AUGMENT)")
     parser.add_argument("--low-res-prob", type=float, default=None,
                         help="share of training faces shrunk to 16-32 px and scaled back (small faces in photos)")
+    parser.add_argument("--mixup", type=float, default=None, metavar="ALPHA",
+                        help="mixup: blend faces and targets pairwise, weights ~ Beta(ALPHA, ALPHA) (e.g. 0.2)")
     parser.add_argument("--teacher", type=Path, default=None,
                         help="distil this trained .keras model (e.g. an ensemble's) into the new one")
     parser.add_argument("--distill-weight", type=float, default=None,
@@ -403,6 +409,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--distill-weight must be above 0 and at most 1, got {args.distill_weight}")
     if args.low_res_prob is not None and not 0.0 <= args.low_res_prob <= 1.0:
         parser.error(f"--low-res-prob must be from 0 to 1, got {args.low_res_prob}")
+    if args.mixup is not None and not 0.0 < args.mixup <= 10.0:
+        parser.error(f"--mixup must be above 0 and at most 10, got {args.mixup}")
     if args.init_from is not None and not args.init_from.is_file():
         parser.error(f"--init-from {args.init_from}: no such model file")
     fine_tuning = args.init_from is not None
@@ -419,9 +427,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def augment_config(args: argparse.Namespace) -> AugmentConfig:
     """The training augmentation the command line asks for: the defaults or PHOTO_AUGMENT, with
-    `--low-res-prob` overriding the share of faces shrunk and scaled back."""
+    `--low-res-prob` overriding the share of faces shrunk and scaled back and `--mixup` its alpha."""
     config = PHOTO_AUGMENT if args.photo_augment else AugmentConfig()
-    return config if args.low_res_prob is None else replace(config, low_res_prob=args.low_res_prob)
+    if args.low_res_prob is not None:
+        config = replace(config, low_res_prob=args.low_res_prob)
+    return config if args.mixup is None else replace(config, mixup_alpha=args.mixup)
 
 
 def architecture_of(model_file: Path) -> str | None:
