@@ -46,7 +46,7 @@ st.caption(
     "`python -m fer.predict VIDEO --fps 2 --csv faces.csv`."
 )
 
-recognizer = recognizer_or_stop()
+recognizer = recognizer_or_stop(backend="realtime")  # INT8 when exported: every frame counts
 
 upload = st.file_uploader(f"Video: MP4, MOV, WebM or AVI, up to {limit_mb} MB", type=list(VIDEO_TYPES),
                           max_upload_size=limit_mb)

@@ -220,6 +220,8 @@ def _best_spot(
                     + 0.5 * _overlap(rect, box) + _gap(rect, box) * lw)
             if best_cost is None or cost < best_cost:
                 best, best_cost = rect, cost
+                if cost == 0:  # no cost can be lower, and ties keep the first: skip the far rows
+                    return best
     return best
 
 

@@ -23,7 +23,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from fer.backends import BACKEND_FILES, ModelLoadError
+from fer.backends import AUTO_ORDERS, BACKEND_FILES, ModelLoadError
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR, VIDEO_SUFFIXES
 from fer.data import IMAGE_SUFFIXES
 from fer.recognition import EmotionRecognizer, Face
@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=None,
                         help=f"model folder for images and videos (default: {PHOTO_MODEL_DIR.name} for images, "
                         f"{DEFAULT_MODEL_DIR.name} for videos)")
-    parser.add_argument("--backend", default="auto", choices=["auto", *BACKEND_FILES])
+    parser.add_argument("--backend", default="auto", choices=[*AUTO_ORDERS, *BACKEND_FILES])
     parser.add_argument("--whole-image", action="store_true", help="treat each image as one pre-cropped face")
     parser.add_argument("--min-size", type=int, default=40, help="smallest face in pixels")
     parser.add_argument("--min-neighbors", type=int, default=5)

@@ -45,11 +45,11 @@ def _load_recognizer(model_dir: str, backend: str) -> EmotionRecognizer:
     return EmotionRecognizer(model_dir, backend)
 
 
-def recognizer_or_stop(model_dir: Path | str | None = None) -> EmotionRecognizer:
+def recognizer_or_stop(model_dir: Path | str | None = None, backend: str = "auto") -> EmotionRecognizer:
     """The recognizer for `model_dir` (default: the real-time model) with its load warnings shown; if it
     cannot load, one error line and the page stops (the home page says more)."""
     try:
-        recognizer = get_recognizer(model_dir)
+        recognizer = get_recognizer(model_dir, backend)
     except Exception as exc:
         st.error(escape_markdown(f"The emotion model could not be loaded: {exc}") + " See the home page for details.")
         st.stop()

@@ -58,6 +58,16 @@ def test_auto_backend_prefers_onnx(exported_dir):
     assert load_backend(exported_dir).name == "onnx"
 
 
+def test_realtime_backend_prefers_int8_and_falls_back_to_float(exported_dir, tmp_path):
+    assert load_backend(exported_dir, "realtime").name == "tflite-int8"
+    without_int8 = tmp_path / "no-int8"
+    without_int8.mkdir()
+    for name in ("keras", "onnx"):
+        (without_int8 / BACKEND_FILES[name]).write_bytes((exported_dir / BACKEND_FILES[name]).read_bytes())
+    with pytest.warns(UserWarning):  # no manifest to check the copies against
+        assert load_backend(without_int8, "realtime").name == "onnx"
+
+
 def test_recognizer_backends_give_the_same_answer_on_a_real_face(shipped_model_dir, astronaut_rgb):
     available = [b for b in ("keras", *EXPORTED) if (shipped_model_dir / BACKEND_FILES[b]).exists()]
     assert available == ["keras", *EXPORTED], "the shipped model's exports are missing; run python -m fer.export"
