@@ -57,11 +57,6 @@ def test_shipped_model_beats_the_fer_package(fresh_report):
     assert fresh_report["accuracy"] >= 0.680
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue #11): the bar is 71.0 % PrivateTest single crop; the shipped photo model is below it (see its "
-    "metrics.json). Strict, so it reports XPASS, and fails, once a model reaches the bar and this mark must go",
-)
 def test_photo_model_reaches_the_bar(model_dir, photo_model_dir, fresh_report):
     """The bar: >= 71.0 % PrivateTest accuracy, single crop, for the most accurate shipped model."""
     if model_dir != photo_model_dir:
