@@ -29,7 +29,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fer import EmotionRecognizer  # noqa: E402
-from fer.backends import AUTO_ORDERS, BACKEND_FILES, available_backends, load_backend  # noqa: E402
+from fer.backends import BACKEND_FILES, available_backends, load_backend  # noqa: E402
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
 from fer.drawing import draw_faces  # noqa: E402
 from fer.report import list_model_dirs  # noqa: E402
@@ -254,7 +254,7 @@ def render(report: dict) -> str:
     for r in report["photos"]:
         lines.append(f"| {r['model']} | {r['size']} | {r['detection']} | {r['found']} | {r['ms']:.1f} ({r['p95']:.1f}) |")
     m = report["memory"]
-    lines += ["", f"## Memory (1,000 frames with 3 faces, half-resolution detection, backend {report['memory']['backend']})", "",
+    lines += ["", f"## Memory (1,000 frames with 3 faces, half-resolution detection, backend {m['backend']})", "",
               f"Peak RSS {m['peak_rss_mb']:.0f} MB; RSS after 100 frames {m['rss_after_100']:.1f} MB, after 1,000 "
               f"{m['rss_after_1000']:.1f} MB (growth {m['growth_mb']:+.1f} MB).", "",
               "## Model size and accuracy per format (accuracy from metrics.json, written by `fer.evaluate`)", "",
@@ -279,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     from fer.train import hardware_description  # imports TensorFlow: keep it out of the memory subprocess
 
     metrics = json.loads((args.model / "metrics.json").read_text())
-    fastest = next(b for b in AUTO_ORDERS["auto"] if b in available_backends(args.model))
-    live_backend = next(b for b in AUTO_ORDERS["realtime"] if b in available_backends(args.model))
+    # The formats the pages would load: the same choice, manifest checks and fallbacks included.
+    fastest = load_backend(args.model, "auto", threads=1).name
+    live_backend = load_backend(args.model, "realtime", threads=1).name
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {f"{args.model.name} (shipped)": args.model}
         dirs.update({d.name: d for d in list_model_dirs() if d.resolve() != args.model.resolve()})

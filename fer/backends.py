@@ -175,7 +175,7 @@ def load_backend(
     """Open the model in `model_dir` with the named runtime, or the first that loads of an `AUTO_ORDERS` list.
 
     The file must match the folder's manifest and give finite probabilities, else `ModelLoadError`.
-    "auto" then tries the next format, and says so through `on_warning` (default: a
+    "auto" and "realtime" then try the next format of their list, and say so through `on_warning` (default: a
     `ModelLoadWarning`), as it does when the folder has no manifest to check against.
     """
     warn = on_warning or (lambda message: warnings.warn(message, ModelLoadWarning, stacklevel=3))
