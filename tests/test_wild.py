@@ -80,3 +80,56 @@ def recognizer_settings(recognizer) -> dict:
     from fer.wild import pipeline_settings
 
     return pipeline_settings(recognizer)
+
+
+def _wild_audit():
+    import importlib.util
+
+    from fer.config import PROJECT_ROOT
+
+    path = PROJECT_ROOT / "benchmarks" / "wild_audit.py"
+    spec = importlib.util.spec_from_file_location("wild_audit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, PROJECT_ROOT / "benchmarks"
+
+
+def test_label_audit_figures_match_a_fresh_tally(expw_dir, tmp_path):
+    """benchmarks/wild_audit.md is the committed judgements scored again against ExpW's labels."""
+    audit, folder = _wild_audit()
+    out = tmp_path / "audit.md"
+    assert audit.main(["--expw", str(expw_dir), "score", str(folder / "wild_audit_judgements.txt"),
+                       "--out", str(out)]) == 0
+    assert out.read_text() == (folder / "wild_audit.md").read_text()
+
+
+def test_label_audit_refuses_judgements_for_other_labels(expw_dir, tmp_path):
+    audit, _ = _wild_audit()
+    face = load_labels(expw_dir)[0]
+    others = [name for name in CLASS_NAMES if name != CLASS_NAMES[face.label]]
+    judgements = tmp_path / "judgements.txt"
+    judgements.write_text(f"# header\n0 {face.path.name} {others[0]} {others[1]} A\n")
+    with pytest.raises(SystemExit, match="neither option"):
+        audit.main(["--expw", str(expw_dir), "score", str(judgements), "--out", str(tmp_path / "a.md")])
+    judgements.write_text(f"# header\n0 {face.path.name} {CLASS_NAMES[face.label]} {others[0]} maybe\n")
+    with pytest.raises(SystemExit, match="choice A, B or N"):
+        audit.main(["--expw", str(expw_dir), "score", str(judgements), "--out", str(tmp_path / "a.md")])
+
+
+def test_label_audit_sheets_offer_the_label_and_the_pipelines_answer(expw_dir, tmp_path):
+    from fer.config import PHOTO_MODEL_DIR
+    from fer.recognition import EmotionRecognizer
+    from fer.tta import PHOTO_TTA
+
+    audit, _ = _wild_audit()
+    assert audit.main(["--expw", str(expw_dir), "sheets", "--out", str(tmp_path), "--count", "3", "--seed", "5"]) == 0
+    rows = [line.split() for line in (tmp_path / "judgements.txt").read_text().splitlines()[1:]]
+    assert len(rows) == 3 and (tmp_path / "sheet0.png").is_file()
+    faces = {face.path.name: face for face in load_labels(expw_dir)}
+    recognizer = EmotionRecognizer(PHOTO_MODEL_DIR, tta=PHOTO_TTA)
+    for _, name, first, second, choice in rows:
+        face = faces[name]
+        found = recognizer.predict(str(face.path))
+        answer = found[match_face([f.box for f in found], face.box)].label
+        assert choice == "?" and answer != CLASS_NAMES[face.label]
+        assert {first, second} == {answer, CLASS_NAMES[face.label]}
