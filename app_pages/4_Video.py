@@ -13,6 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from fer.backends import LIVE_BACKEND
 from fer.config import CLASS_NAMES, VIDEO_FRAME_BUDGET, VIDEO_MAX_FPS, VIDEO_MAX_SECONDS, VIDEO_MAX_UPLOAD_MB
 from fer.ui import escape_markdown, recognizer_or_stop, records_to_csv, timeline_chart
 from fer.video import (
@@ -46,7 +47,7 @@ st.caption(
     "`python -m fer.predict VIDEO --fps 2 --csv faces.csv`."
 )
 
-recognizer = recognizer_or_stop(backend="realtime")  # INT8 when exported: every frame counts
+recognizer = recognizer_or_stop(backend=LIVE_BACKEND)  # INT8 when exported: every frame counts
 
 upload = st.file_uploader(f"Video: MP4, MOV, WebM or AVI, up to {limit_mb} MB", type=list(VIDEO_TYPES),
                           max_upload_size=limit_mb)

@@ -29,7 +29,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fer import EmotionRecognizer  # noqa: E402
-from fer.backends import BACKEND_FILES, available_backends, load_backend  # noqa: E402
+from fer.backends import BACKEND_FILES, LIVE_BACKEND, available_backends, load_backend  # noqa: E402
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
 from fer.drawing import draw_faces  # noqa: E402
 from fer.report import list_model_dirs  # noqa: E402
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = json.loads((args.model / "metrics.json").read_text())
     # The formats the pages would load: the same choice, manifest checks and fallbacks included.
     fastest = load_backend(args.model, "auto", threads=1).name
-    live_backend = load_backend(args.model, "realtime", threads=1).name
+    live_backend = load_backend(args.model, LIVE_BACKEND, threads=1).name
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {f"{args.model.name} (shipped)": args.model}
         dirs.update({d.name: d for d in list_model_dirs() if d.resolve() != args.model.resolve()})

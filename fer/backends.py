@@ -41,6 +41,11 @@ AUTO_ORDERS: dict[str, tuple[str, ...]] = {
     "auto": ("onnx", "tflite", "keras"),
     "realtime": ("tflite-int8", "onnx", "tflite", "keras"),
 }
+#: What the live camera and video pages load (the CLI's videos take `--backend`).
+LIVE_BACKEND = "realtime"
+#: Formats as the pages name them.
+FORMAT_NAMES: dict[str, str] = {"keras": "Keras", "tflite": "float32 TFLite", "tflite-int8": "INT8 TFLite",
+                                "onnx": "ONNX"}
 
 
 class ModelLoadError(RuntimeError):
@@ -249,3 +254,12 @@ def describe_bad_probabilities(probs: np.ndarray, batch: int) -> str | None:
 def available_backends(model_dir: Path) -> list[str]:
     """Backends whose model file exists in `model_dir`."""
     return [name for name, filename in BACKEND_FILES.items() if (Path(model_dir) / filename).exists()]
+
+
+def expected_format(model_dir: Path, backend: str) -> str | None:
+    """The format `load_backend(model_dir, backend)` opens when its file loads: the first present file of an
+    automatic choice (None when there is none), or the named format itself; pages quote its figures."""
+    if backend not in AUTO_ORDERS:
+        return backend
+    present = available_backends(model_dir)
+    return next((name for name in AUTO_ORDERS[backend] if name in present), None)

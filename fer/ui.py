@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import fer.config
+from fer.backends import FORMAT_NAMES, LIVE_BACKEND, expected_format
 from fer.config import CLASS_NAMES, EMOTION_COLORS
 from fer.drawing import draw_faces, fit_for_display, reading_order
 from fer.images import MAX_FILE_BYTES, InvalidImageError, read_image
@@ -346,8 +347,15 @@ def show_live_model(model_dir: Path | str) -> None:
     except FileNotFoundError:
         st.caption(escape_markdown(f"The live camera and video pages' model folder {model_dir} does not exist."))
         return
-    test = live.metrics.get("test", {})
-    accuracy = f"{100 * test['accuracy']:.1f} % {live.splits['test']} accuracy" if "accuracy" in test else "not evaluated"
+    served = expected_format(live.path, LIVE_BACKEND)
+    measured, test = live.metrics.get("formats", {}).get(served, {}), live.metrics.get("test", {})
+    if "test_accuracy" in measured:  # the format those pages run (INT8 when exported), not the Keras original
+        accuracy = (f"{100 * measured['test_accuracy']:.1f} % {live.splits['test']} accuracy as those pages run it, "
+                    f"{FORMAT_NAMES.get(served, served)}")
+    elif "accuracy" in test:
+        accuracy = f"{100 * test['accuracy']:.1f} % {live.splits['test']} accuracy"
+    else:
+        accuracy = "not evaluated"
     st.caption(escape_markdown(f"The live camera and video pages use {live.name} ({accuracy}), a single CNN fast "
                                "enough for every frame; photos get the more accurate model above."))
 

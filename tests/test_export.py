@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fer import EmotionRecognizer
-from fer.backends import BACKEND_FILES, load_backend
+from fer.backends import BACKEND_FILES, expected_format, load_backend
 from fer.evaluate import classification_report, predict_split
 from fer.export import export_all
 from fer.manifest import check_folder, read_manifest
@@ -66,6 +66,11 @@ def test_realtime_backend_prefers_int8_and_falls_back_to_float(exported_dir, tmp
         (without_int8 / BACKEND_FILES[name]).write_bytes((exported_dir / BACKEND_FILES[name]).read_bytes())
     with pytest.warns(UserWarning):  # no manifest to check the copies against
         assert load_backend(without_int8, "realtime").name == "onnx"
+    # The pages quote the figures of the format they will open, without opening it.
+    assert expected_format(exported_dir, "realtime") == "tflite-int8"
+    assert expected_format(without_int8, "realtime") == "onnx"
+    assert expected_format(without_int8, "auto") == "onnx" and expected_format(without_int8, "keras") == "keras"
+    assert expected_format(tmp_path / "nothing-here", "realtime") is None
 
 
 def test_recognizer_backends_give_the_same_answer_on_a_real_face(shipped_model_dir, astronaut_rgb):
