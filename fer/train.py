@@ -115,6 +115,9 @@ def teacher_probabilities(teacher_file: Path, images: np.ndarray, cache: Path | 
     ]).astype(np.float32)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
+        stem = cache.stem.rsplit("-", 2)[0]
+        for stale in cache.parent.glob(f"{stem}-*{cache.suffix}"):  # an earlier teacher's: never served again
+            stale.unlink()
         np.save(cache, probs)
     return probs
 

@@ -137,6 +137,11 @@ def test_a_changed_teacher_is_not_served_stale_probabilities(tmp_path):
     second = train_cli.teacher_probabilities(teacher, images, cache)
     fresh = keras.saving.load_model(teacher, compile=False).predict(images[..., None].astype(np.float32), verbose=0)
     assert not np.allclose(second, first, atol=1e-3) and np.allclose(second, fresh, atol=1e-5)
+    # Only the current teacher's file stays: a run re-distilled many times does not pile up caches.
+    (cache.parent / "other_probs-1-2.npy").write_bytes(b"not ours")
+    assert [p.name for p in cache.parent.glob("teacher_probs-*.npy")] == [
+        f"teacher_probs-{teacher.stat().st_size}-{teacher.stat().st_mtime_ns}.npy"]
+    assert (cache.parent / "other_probs-1-2.npy").exists()
 
 
 def test_one_rule_says_which_runs_distilled():
