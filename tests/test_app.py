@@ -86,8 +86,8 @@ def test_home_shows_the_shipped_models_figures_and_picture(shipped_metrics):
         live = json.loads((fer.config.DEFAULT_MODEL_DIR / "metrics.json").read_text())
         served = load_backend(fer.config.DEFAULT_MODEL_DIR, LIVE_BACKEND).name
         assert (f"live camera and video pages use {fer.config.DEFAULT_MODEL_DIR.name} "
-                f"({100 * live['formats'][served]['test_accuracy']:.1f} % PrivateTest accuracy as those pages "
-                f"run it, {FORMAT_NAMES[served]})") in _plain(captions)
+                f"({100 * live['formats'][served]['test_accuracy']:.1f} % PrivateTest accuracy in "
+                f"{FORMAT_NAMES[served]}, the form those pages run)") in _plain(captions)
     if "in_the_wild" not in shipped_metrics:
         assert "not recorded for this model yet" in captions
     assert not app.error
