@@ -33,10 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, PHOTO_MODEL_DIR  # noqa: E402
 from fer.detection import crop_face  # noqa: E402
-from fer.images import InvalidImageError, read_image  # noqa: E402
 from fer.recognition import EmotionRecognizer  # noqa: E402
 from fer.tta import PHOTO_TTA  # noqa: E402
-from fer.wild import load_labels, match_face  # noqa: E402
+from fer.wild import load_labels, pipeline_answer  # noqa: E402
 
 TILE_PX = 160
 TILES_PER_SHEET = 20
@@ -54,12 +53,7 @@ def disagreements(recognizer: EmotionRecognizer, root: Path, count: int, seed: i
     picked = []
     for i in order:
         face = faces[i]
-        try:
-            rgb = read_image(face.path)
-        except InvalidImageError:
-            continue
-        found = recognizer.predict(rgb, color_order="rgb")
-        hit = match_face([f.box for f in found], face.box)
+        rgb, found, hit = pipeline_answer(recognizer, face)
         if hit is None:
             continue
         predicted = CLASS_NAMES.index(found[hit].label)

@@ -118,6 +118,17 @@ class WildPredictions:
         return report
 
 
+def pipeline_answer(recognizer, face: LabelledFace) -> tuple[np.ndarray | None, list, int | None]:
+    """One labelled photo through `recognizer.predict`: its RGB pixels (None when the file cannot be
+    read), the faces found, and the index of the one matching the labelled box (None: a miss)."""
+    try:
+        rgb = read_image(face.path)
+    except InvalidImageError:
+        return None, [], None
+    found = recognizer.predict(rgb, color_order="rgb")
+    return rgb, found, match_face([f.box for f in found], face.box)
+
+
 def run_pipeline(
     recognizer, faces: list[LabelledFace], compare_tta: str | None = "none",
     progress: Callable[[int, int], None] | None = None,
@@ -130,12 +141,9 @@ def run_pipeline(
     others = np.zeros(len(faces), dtype=np.int64)
     other = recognizer.with_settings(tta=compare_tta) if compare_tta and compare_tta != recognizer.tta else None
     for i, face in enumerate(faces):
-        try:
-            rgb = read_image(face.path)
-        except InvalidImageError:
+        rgb, found, hit = pipeline_answer(recognizer, face)
+        if rgb is None:
             continue
-        found = recognizer.predict(rgb, color_order="rgb")
-        hit = match_face([f.box for f in found], face.box)
         others[i] = len(found) - (hit is not None)
         if hit is not None:
             predicted[i] = CLASS_NAMES.index(found[hit].label)
