@@ -93,8 +93,9 @@ def write_sheets(args: argparse.Namespace) -> int:
 
 def score(args: argparse.Namespace) -> int:
     labels = {face.path.name: CLASS_NAMES[face.label] for face in load_labels(args.expw)}
-    rows = [line.split() for line in args.judgements.read_text().splitlines() if line and not line.startswith("#")]
-    header = args.judgements.read_text().splitlines()[0].lstrip("# ").split(";")[0]
+    text = args.judgements.read_text().splitlines()
+    rows = [line.split() for line in text if line and not line.startswith("#")]
+    header = text[0].lstrip("# ").split(";")[0]
     verdicts, pairs = Counter(), Counter()
     for row in rows:
         if len(row) != 5 or row[4] not in CHOICES:

@@ -191,16 +191,15 @@ def load_backend(
         raise ValueError(f"threads must be a positive whole number or None, got {threads!r}")
     if backend in AUTO_ORDERS:
         refused = []
-        for name in AUTO_ORDERS[backend]:
-            if (model_dir / BACKEND_FILES[name]).exists():
-                try:
-                    loaded = load_backend(model_dir, name, threads, on_warning=warn)
-                except ModelLoadError as exc:
-                    refused.append(str(exc))
-                    continue
-                for reason in refused:
-                    warn(f"{reason} - using {loaded.path.name} instead")
-                return loaded
+        for name in _present_formats(model_dir, backend):
+            try:
+                loaded = load_backend(model_dir, name, threads, on_warning=warn)
+            except ModelLoadError as exc:
+                refused.append(str(exc))
+                continue
+            for reason in refused:
+                warn(f"{reason} - using {loaded.path.name} instead")
+            return loaded
         raise ModelLoadError(f"no usable model in {model_dir}" + (": " + "; ".join(refused) if refused else ""))
     if backend not in BACKEND_FILES:
         raise ValueError(f"unknown backend {backend!r}; choose {', '.join([*AUTO_ORDERS, *BACKEND_FILES])}")
@@ -261,5 +260,9 @@ def expected_format(model_dir: Path, backend: str) -> str | None:
     automatic choice (None when there is none), or the named format itself; pages quote its figures."""
     if backend not in AUTO_ORDERS:
         return backend
-    present = available_backends(model_dir)
-    return next((name for name in AUTO_ORDERS[backend] if name in present), None)
+    return next(iter(_present_formats(model_dir, backend)), None)
+
+
+def _present_formats(model_dir: Path, backend: str) -> list[str]:
+    """The formats of the automatic choice `backend` whose files exist in `model_dir`, in the order tried."""
+    return [name for name in AUTO_ORDERS[backend] if (Path(model_dir) / BACKEND_FILES[name]).exists()]

@@ -102,8 +102,8 @@ def teacher_probabilities(teacher_file: Path, images: np.ndarray, cache: Path | 
     """
     if cache is not None:
         # Keyed by the teacher file's size and time, so a changed or different teacher is not served stale.
-        stat = teacher_file.stat()
-        cache = cache.with_name(f"{cache.stem}-{stat.st_size}-{stat.st_mtime_ns}{cache.suffix}")
+        stat, stem = teacher_file.stat(), cache.stem
+        cache = cache.with_name(f"{stem}-{stat.st_size}-{stat.st_mtime_ns}{cache.suffix}")
         if cache.exists():
             cached = np.load(cache)
             if cached.shape == (len(images), NUM_CLASSES):
@@ -115,7 +115,6 @@ def teacher_probabilities(teacher_file: Path, images: np.ndarray, cache: Path | 
     ]).astype(np.float32)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        stem = cache.stem.rsplit("-", 2)[0]
         for stale in cache.parent.glob(f"{stem}-*{cache.suffix}"):  # an earlier teacher's: never served again
             stale.unlink()
         np.save(cache, probs)

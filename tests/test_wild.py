@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR
+from benchmarks import wild_audit as audit
+from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, PROJECT_ROOT
 from fer.detection import box_iou
 from fer.wild import CHECK_SUBSET, evaluate_wild_section, load_labels, match_face, wild_report
 
@@ -82,21 +83,9 @@ def recognizer_settings(recognizer) -> dict:
     return pipeline_settings(recognizer)
 
 
-def _wild_audit():
-    import importlib.util
-
-    from fer.config import PROJECT_ROOT
-
-    path = PROJECT_ROOT / "benchmarks" / "wild_audit.py"
-    spec = importlib.util.spec_from_file_location("wild_audit", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module, PROJECT_ROOT / "benchmarks"
-
-
 def test_label_audit_figures_match_a_fresh_tally(expw_dir, tmp_path):
     """benchmarks/wild_audit.md is the committed judgements scored again against ExpW's labels."""
-    audit, folder = _wild_audit()
+    folder = PROJECT_ROOT / "benchmarks"
     out = tmp_path / "audit.md"
     assert audit.main(["--expw", str(expw_dir), "score", str(folder / "wild_audit_judgements.txt"),
                        "--out", str(out)]) == 0
@@ -104,7 +93,6 @@ def test_label_audit_figures_match_a_fresh_tally(expw_dir, tmp_path):
 
 
 def test_label_audit_refuses_judgements_for_other_labels(expw_dir, tmp_path):
-    audit, _ = _wild_audit()
     face = load_labels(expw_dir)[0]
     others = [name for name in CLASS_NAMES if name != CLASS_NAMES[face.label]]
     judgements = tmp_path / "judgements.txt"
@@ -120,8 +108,8 @@ def test_label_audit_sheets_offer_the_label_and_the_pipelines_answer(expw_dir, t
     from fer.config import PHOTO_MODEL_DIR
     from fer.recognition import EmotionRecognizer
     from fer.tta import PHOTO_TTA
+    from fer.wild import pipeline_answer
 
-    audit, _ = _wild_audit()
     assert audit.main(["--expw", str(expw_dir), "sheets", "--out", str(tmp_path), "--count", "3", "--seed", "5"]) == 0
     rows = [line.split() for line in (tmp_path / "judgements.txt").read_text().splitlines()[1:]]
     assert len(rows) == 3 and (tmp_path / "sheet0.png").is_file()
@@ -129,7 +117,7 @@ def test_label_audit_sheets_offer_the_label_and_the_pipelines_answer(expw_dir, t
     recognizer = EmotionRecognizer(PHOTO_MODEL_DIR, tta=PHOTO_TTA)
     for _, name, first, second, choice in rows:
         face = faces[name]
-        found = recognizer.predict(str(face.path))
-        answer = found[match_face([f.box for f in found], face.box)].label
+        _, found, hit = pipeline_answer(recognizer, face)
+        answer = found[hit].label
         assert choice == "?" and answer != CLASS_NAMES[face.label]
         assert {first, second} == {answer, CLASS_NAMES[face.label]}
