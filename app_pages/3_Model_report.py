@@ -38,8 +38,11 @@ if history.get("epoch"):
         fig.add_trace(go.Scatter(x=history["epoch"], y=history.get(f"val_{metric}", []), name=val_label,
                                  mode="lines+markers"))
         for epoch, run_name in run_starts[1:]:
-            fig.add_vline(x=epoch - 0.5, line_dash="dot", line_color="grey", annotation_text=f"warm restart: {run_name}")
+            fig.add_vline(x=epoch - 0.5, line_dash="dot", line_color="grey", annotation_text=f"warm restart: {run_name}",
+                          annotation_position="top left")
+        # A fixed range: Plotly otherwise widens the axis to fit the restart labels' text.
         fig.update_layout(title=title, xaxis_title="epoch", height=350, margin=dict(l=10, r=10, t=40, b=10),
+                          xaxis=dict(range=[0, history["epoch"][-1] + 1]),
                           yaxis=dict(tickformat=".0%") if metric == "accuracy" else {})
         col.plotly_chart(fig, width="stretch")
     if note := art.history_note():

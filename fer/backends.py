@@ -9,10 +9,12 @@ finite probabilities on a test input; "auto" falls back to the next format only 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -70,6 +72,32 @@ def _check_file(path: Path) -> None:
         raise ModelLoadError(f"model file is empty: {path}")
 
 
+#: What LiteRT's C++ side prints to stderr when it loads a model: noise in the CLI's one-line-per-error output.
+XNNPACK_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextlib.contextmanager
+def _native_stderr_without(notice: str) -> Iterator[None]:
+    """Hold back one known notice that native code writes to file descriptor 2; pass everything else on."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode(errors="replace").splitlines(keepends=True)
+                    if line.strip() != notice]
+            if kept:
+                os.write(2, "".join(kept).encode())
+
+
 class KerasBackend:
     """The `.keras` model behind one traced function: a plain `model(x)` costs ~30 ms of overhead."""
 
@@ -111,7 +139,8 @@ class TFLiteBackend:
                 raise ModelLoadError("neither ai-edge-litert nor tensorflow is installed") from exc
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with _native_stderr_without(XNNPACK_NOTICE):
+                self.interpreter.allocate_tensors()
         except Exception as exc:
             raise ModelLoadError(f"cannot load TFLite model {path}: {exc}") from exc
         self.name, self.path = name, path
@@ -142,6 +171,9 @@ class TFLiteBackend:
         if out.dtype != np.float32:
             scale, zero = self._output["quantization"]
             out = (out.astype(np.float32) - zero) * scale
+            # 8-bit probabilities come in steps of 1/256 and need not add up to 1 (1.002 seen)
+            out = np.maximum(out, 0.0)
+            out /= np.maximum(out.sum(axis=1, keepdims=True), 1e-6)
         return out
 
 
