@@ -33,7 +33,7 @@ def split_names(layout: str | None) -> dict[str, str]:
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = PROJECT_ROOT / "models"
 #: The model that `EmotionRecognizer()` and the app load when nothing else is asked for ($FER_MODEL_DIR overrides).
-DEFAULT_MODEL_DIR = Path(os.environ.get("FER_MODEL_DIR") or MODELS_DIR / "fer-vgg-long")
+DEFAULT_MODEL_DIR = Path(os.environ.get("FER_MODEL_DIR") or MODELS_DIR / "fer-vgg-long-photo")
 #: The accurate model for still photos (upload page, CLI on images), when one is shipped: an ensemble
 #: too slow for every video frame. $FER_PHOTO_MODEL_DIR overrides it, and a user's own $FER_MODEL_DIR
 #: serves photos too; without either, and with no such folder, photos use DEFAULT_MODEL_DIR.
