@@ -36,15 +36,17 @@ BACKEND_FILES: dict[str, str] = {
 }
 #: The formats each automatic choice tries in turn, taking the first whose file exists and loads.
 #: "auto" (photos, the CLI, evaluation): the float formats, fastest first, as accurate as the Keras model.
-#: "realtime" (live camera, video): INT8 TFLite first, 2.7x faster a face than ONNX for a quarter
-#: of a point of PrivateTest accuracy (the INT8 figure is in each model's metrics.json), which keeps
+#: "realtime" (live camera, video): INT8 TFLite first, 2.4x faster a face than ONNX for a point or
+#: less of PrivateTest accuracy (the INT8 figure is in each model's metrics.json), which keeps
 #: the live pipeline above 100 frames a second.
 AUTO_ORDERS: dict[str, tuple[str, ...]] = {
     "auto": ("onnx", "tflite", "keras"),
     "realtime": ("tflite-int8", "onnx", "tflite", "keras"),
 }
-#: What the live camera and video pages load (the CLI's videos take `--backend`).
+#: What the live camera and video pages load, and the CLI for videos unless `--backend` says otherwise.
 LIVE_BACKEND = "realtime"
+#: What the upload page and the CLI load for still photos: float, as accurate as the Keras model.
+PHOTO_BACKEND = "auto"
 #: Formats as the pages name them.
 FORMAT_NAMES: dict[str, str] = {"keras": "Keras", "tflite": "float32 TFLite", "tflite-int8": "INT8 TFLite",
                                 "onnx": "ONNX"}

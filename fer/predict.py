@@ -23,7 +23,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from fer.backends import AUTO_ORDERS, BACKEND_FILES, LIVE_BACKEND, ModelLoadError
+from fer.backends import AUTO_ORDERS, BACKEND_FILES, LIVE_BACKEND, PHOTO_BACKEND, ModelLoadError
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR, VIDEO_SUFFIXES
 from fer.data import IMAGE_SUFFIXES
 from fer.recognition import EmotionRecognizer, Face
@@ -97,7 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"model folder for images and videos (default: {PHOTO_MODEL_DIR.name} for images, "
                         f"{DEFAULT_MODEL_DIR.name} for videos)")
     parser.add_argument("--backend", default=None, choices=[*AUTO_ORDERS, *BACKEND_FILES],
-                        help=f"model format (default: auto for images, {LIVE_BACKEND} for videos, as the app serves them)")
+                        help=f"model format (default: {PHOTO_BACKEND} for images, {LIVE_BACKEND} for videos, "
+                        "as the app serves them)")
     parser.add_argument("--whole-image", action="store_true", help="treat each image as one pre-cropped face")
     parser.add_argument("--min-size", type=int, default=40, help="smallest face in pixels")
     parser.add_argument("--min-neighbors", type=int, default=5)
@@ -212,7 +213,7 @@ def model_dirs(args: argparse.Namespace, inputs: list[Input]) -> dict[str, Path]
 def load_recognizers(args: argparse.Namespace, folders: dict[str, Path]) -> dict[str, EmotionRecognizer]:
     """One recognizer per model folder and format (shared when images and videos use the same ones);
     its load warnings are printed once, one stderr line each. Raises ModelLoadError / ValueError."""
-    default_backends = {"image": "auto", "video": LIVE_BACKEND}  # the upload page's and the video page's
+    default_backends = {"image": PHOTO_BACKEND, "video": LIVE_BACKEND}  # the upload page's and the video page's
     wanted = {kind: (folder, args.backend or default_backends[kind]) for kind, folder in folders.items()}
     loaded: dict[tuple[Path, str], EmotionRecognizer] = {}
     for folder, backend in wanted.values():

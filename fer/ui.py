@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import fer.config
-from fer.backends import FORMAT_NAMES, LIVE_BACKEND, expected_format
+from fer.backends import FORMAT_NAMES, LIVE_BACKEND, PHOTO_BACKEND, expected_format
 from fer.config import CLASS_NAMES, EMOTION_COLORS
 from fer.drawing import draw_faces, fit_for_display, reading_order
 from fer.images import MAX_FILE_BYTES, InvalidImageError, read_image
@@ -36,7 +36,7 @@ PHOTO_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp")
 PHOTO_TYPES_TEXT = "JPG, PNG, WebP or BMP"
 
 
-def get_recognizer(model_dir: Path | str | None = None, backend: str = "auto") -> EmotionRecognizer:
+def get_recognizer(model_dir: Path | str | None = None, backend: str = PHOTO_BACKEND) -> EmotionRecognizer:
     """The recognizer for a model folder (default: `fer.config.DEFAULT_MODEL_DIR`), loaded once per process."""
     return _load_recognizer(str(model_dir or fer.config.DEFAULT_MODEL_DIR), backend)
 
@@ -46,7 +46,7 @@ def _load_recognizer(model_dir: str, backend: str) -> EmotionRecognizer:
     return EmotionRecognizer(model_dir, backend)
 
 
-def recognizer_or_stop(model_dir: Path | str | None = None, backend: str = "auto") -> EmotionRecognizer:
+def recognizer_or_stop(model_dir: Path | str | None = None, backend: str = PHOTO_BACKEND) -> EmotionRecognizer:
     """The recognizer for `model_dir` (default: the real-time model) with its load warnings shown; if it
     cannot load, one error line and the page stops (the home page says more)."""
     try:
