@@ -220,17 +220,50 @@ class HistoryWriter(keras.callbacks.Callback):
         self.epoch_start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {k: float(v) for k, v in (logs or {}).items()}
+        row: dict[str, float | str] = {k: float(v) for k, v in (logs or {}).items()}
         row["epoch"] = epoch + 1
         row["seconds"] = time.time() - self.epoch_start
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        for key, value in row.items():
-            self.history.setdefault(key, []).append(value)
-        # A resumed run may repeat an epoch that was backed up before; keep the last entry per epoch.
-        epochs = self.history["epoch"]
-        keep = [i for i, e in enumerate(epochs) if e not in epochs[i + 1:]]
-        self.history = {k: [v[i] for i in keep if i < len(v)] for k, v in self.history.items()}
+        # A run resumed on another machine or precision: each epoch says where and how it ran.
+        row["hardware"] = hardware_description()
+        row["compute_dtype"] = keras.mixed_precision.global_policy().compute_dtype
+        append_history_row(self.history, row)
         self.path.write_text(json.dumps({"epochs": self.history}, indent=1))
+
+
+def append_history_row(history: dict[str, list], row: dict) -> None:
+    """Add one epoch's values in place, every column aligned by epoch.
+
+    A column first seen mid-run (an older run resumed by newer code) is padded with None for the
+    epochs before it, and a resumed run that repeats a backed-up epoch keeps that epoch's last row."""
+    length = len(history.get("epoch", []))
+    for key in set(history) | set(row):
+        column = history.setdefault(key, [])
+        column.extend([None] * (length - len(column)))
+        column.append(row.get(key))
+    epochs = history["epoch"]
+    keep = [i for i, e in enumerate(epochs) if e not in epochs[i + 1:]]
+    for key, column in history.items():
+        history[key] = [column[i] for i in keep]
+
+
+def run_segments(history: dict[str, list]) -> str:
+    """Where and in what precision each stretch of epochs ran, e.g. "epochs 1-113: 2 x EPYC (AVX-512
+    BF16), bfloat16; epochs 114-150: 2 x EPYC (AVX2), float32"; epochs from before this was recorded
+    say "not recorded". One stretch is just its description."""
+    epochs = history.get("epoch", [])
+    hardware = history.get("hardware") or [None] * len(epochs)
+    dtypes = history.get("compute_dtype") or [None] * len(epochs)
+    labels = [f"{h}, {d}" if h and d else "not recorded" for h, d in zip(hardware, dtypes)]
+    segments: list[list] = []
+    for epoch, label in zip(epochs, labels):
+        if segments and segments[-1][2] == label:
+            segments[-1][1] = epoch
+        else:
+            segments.append([epoch, epoch, label])
+    if len(segments) == 1:
+        return segments[0][2]
+    return "; ".join(f"epochs {a}-{b}: {label}" if a != b else f"epoch {a}: {label}" for a, b, label in segments)
 
 
 def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | None = None,
@@ -324,7 +357,8 @@ def write_training_summary(
         "last_session_seconds": seconds,
         "train_images": train_images,
         "images_per_second": float(train_images * len(epoch_seconds) / max(sum(epoch_seconds), 1e-9)),
-        "hardware": hardware_description(),
+        # Every epoch's machine and precision when they were recorded; this machine otherwise.
+        "hardware": run_segments(history) if "hardware" in history else hardware_description(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "data": {"source": data.source, "layout": data.layout, "faces_cropped": faces_cropped},

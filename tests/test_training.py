@@ -54,6 +54,23 @@ def test_rerun_resumes_from_the_last_epoch(trained, kaggle_layout):
     # Epoch 1 was restored from the backup, not trained again: its record is untouched.
     assert history["seconds"][0] == first["seconds"][0]
     assert ModelArtifacts.load(trained).training["epochs_run"] == 2
+    # Each epoch records where and in what precision it ran; one stretch is just that machine.
+    assert history["compute_dtype"] == ["float32", "float32"]
+    assert history["hardware"] == [train_cli.hardware_description()] * 2
+    assert ModelArtifacts.load(trained).training["hardware"] == f"{train_cli.hardware_description()}, float32"
+
+
+def test_history_of_a_run_resumed_elsewhere_keeps_columns_aligned_and_names_each_stretch():
+    history = {"epoch": [1, 2], "loss": [1.0, 0.9]}  # written before machines were recorded
+    for epoch, loss, machine, dtype in [(3, 0.8, "fast", "bfloat16"), (3, 0.7, "fast", "bfloat16"),
+                                        (4, 0.6, "slow", "float32"), (5, 0.5, "slow", "float32")]:
+        train_cli.append_history_row(history, {"epoch": epoch, "loss": loss, "hardware": machine,
+                                               "compute_dtype": dtype})
+    assert history["epoch"] == [1, 2, 3, 4, 5]
+    assert history["loss"] == [1.0, 0.9, 0.7, 0.6, 0.5]  # the repeated epoch 3 keeps its last row
+    assert history["hardware"] == [None, None, "fast", "slow", "slow"]
+    assert train_cli.run_segments(history) == (
+        "epochs 1-2: not recorded; epoch 3: fast, bfloat16; epochs 4-5: slow, float32")
 
 
 def test_evaluate_cli_recomputes_metrics(trained, kaggle_layout, tmp_path, capsys):
