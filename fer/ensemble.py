@@ -80,11 +80,19 @@ def ensemble_dirs(member_dirs: list[Path], out_dir: Path) -> keras.Model:
         "total_epoch_seconds": seconds,
         "members": {d.name: {key: t.get(key) for key in ("epochs_run", "total_epoch_seconds", "images_per_second")}
                     for d, t in zip(member_dirs, trainings)},
-        **{key: trainings[0][key] for key in ("train_images", "hardware", "tensorflow", "keras", "data")
-           if key in trainings[0]},
+        **{key: trainings[0][key] for key in ("train_images", "tensorflow", "keras", "data") if key in trainings[0]},
+        "hardware": members_hardware(member_dirs, trainings),
     }
     (out_dir / "training.json").write_text(json.dumps(training, indent=1))
     return model
+
+
+def members_hardware(member_dirs: list[Path], trainings: list[dict]) -> str:
+    """What the members trained on: one description when they share it, else each member's own."""
+    described = [t.get("hardware") or "not recorded" for t in trainings]
+    if len(set(described)) == 1:
+        return described[0]
+    return "; ".join(f"{d.name}: {hardware}" for d, hardware in zip(member_dirs, described))
 
 
 def compare_combinations(member_dirs: list[Path], data: Dataset) -> list[dict]:

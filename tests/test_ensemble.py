@@ -59,6 +59,14 @@ def test_ensemble_is_the_mean_of_its_members(two_runs, kaggle_layout, tmp_path):
     assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_ensemble_hardware_names_each_member_only_when_they_differ(tmp_path):
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    same = [{"hardware": "2 x EPYC (AVX2), float32"}] * 2
+    assert ensemble_cli.members_hardware(dirs, same) == "2 x EPYC (AVX2), float32"
+    mixed = [{"hardware": "2 x EPYC (AVX-512 BF16), bfloat16"}, {}]
+    assert ensemble_cli.members_hardware(dirs, mixed) == "a: 2 x EPYC (AVX-512 BF16), bfloat16; b: not recorded"
+
+
 def test_ensemble_exports_agree_with_keras(two_runs, tmp_path):
     from fer.export import export_all
 
