@@ -302,7 +302,8 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
         keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), save_freq="epoch", delete_checkpoint=False),
         InferenceAccuracyProbe(data.train.images[probe_idx], data.train.labels[probe_idx]),
         keras.callbacks.ModelCheckpoint(
-            str(out_dir / BEST_CHECKPOINT), monitor="val_accuracy", mode="max", save_best_only=True
+            str(out_dir / BEST_CHECKPOINT), monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=best_so_far(out_dir),
         ),
         keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
@@ -330,6 +331,26 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     (out_dir / ARTIFACT_ARCHITECTURE).write_text(model.to_json(indent=1))
     write_training_summary(out_dir, config, time.time() - started, data, faces_cropped)
     return model
+
+
+def best_so_far(out_dir: Path) -> float | None:
+    """The PublicTest accuracy a resumed run's best checkpoint must beat: without it a resume would
+    replace the best epoch's weights with the best epoch since the resume. None when starting fresh,
+    or when the best weights are not on this machine (only the latest checkpoint travels in git);
+    then selection covers the epochs from here on, and this says so."""
+    history_path = out_dir / ARTIFACT_HISTORY
+    if not history_path.exists():
+        return None
+    history = json.loads(history_path.read_text())["epochs"]
+    scores = [(v, e) for v, e in zip(history.get("val_accuracy", []), history.get("epoch", [])) if v is not None]
+    if not scores:
+        return None
+    best, epoch = max(scores)
+    if (out_dir / BEST_CHECKPOINT).exists():
+        return best
+    print(f"warning: the best epoch so far ({epoch}, PublicTest {best:.2%}) has no weights on this machine; "
+          "the model kept is the best epoch from here on", file=sys.stderr, flush=True)
+    return None
 
 
 def as_float32(model: keras.Model, architecture: str) -> keras.Model:

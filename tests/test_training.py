@@ -60,6 +60,17 @@ def test_rerun_resumes_from_the_last_epoch(trained, kaggle_layout):
     assert ModelArtifacts.load(trained).training["hardware"] == f"{train_cli.hardware_description()}, float32"
 
 
+def test_a_resumed_run_keeps_its_best_epoch_unless_a_later_one_beats_it(tmp_path, capsys):
+    assert train_cli.best_so_far(tmp_path) is None  # a fresh run: any first epoch is the best
+    (tmp_path / "history.json").write_text(json.dumps({"epochs": {"epoch": [1, 2, 3], "val_accuracy": [0.5, 0.7, 0.6]}}))
+    # Epoch 2's weights are not here (a new machine): say so, and select among the epochs to come.
+    assert train_cli.best_so_far(tmp_path) is None
+    assert "best epoch so far (2, PublicTest 70.00%) has no weights on this machine" in capsys.readouterr().err
+    (tmp_path / train_cli.BEST_CHECKPOINT).parent.mkdir(parents=True)
+    (tmp_path / train_cli.BEST_CHECKPOINT).write_bytes(b"epoch 2")
+    assert train_cli.best_so_far(tmp_path) == 0.7  # a resumed epoch must beat epoch 2 to replace it
+
+
 def test_history_of_a_run_resumed_elsewhere_keeps_columns_aligned_and_names_each_stretch():
     history = {"epoch": [1, 2], "loss": [1.0, 0.9]}  # written before machines were recorded
     for epoch, loss, machine, dtype in [(3, 0.8, "fast", "bfloat16"), (3, 0.7, "fast", "bfloat16"),
