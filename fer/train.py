@@ -215,6 +215,10 @@ class HistoryWriter(keras.callbacks.Callback):
         self.started = started
         self.history: dict[str, list] = json.loads(path.read_text())["epochs"] if path.exists() else {}
         self.epoch_start = time.time()
+        # A run resumed on another machine or precision: each epoch says where and how it ran.
+        # Both are fixed for this process (train() sets the policy before fit), so read them once.
+        self.hardware = hardware_description()
+        self.compute_dtype = keras.mixed_precision.global_policy().compute_dtype
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.time()
@@ -224,9 +228,8 @@ class HistoryWriter(keras.callbacks.Callback):
         row["epoch"] = epoch + 1
         row["seconds"] = time.time() - self.epoch_start
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        # A run resumed on another machine or precision: each epoch says where and how it ran.
-        row["hardware"] = hardware_description()
-        row["compute_dtype"] = keras.mixed_precision.global_policy().compute_dtype
+        row["hardware"] = self.hardware
+        row["compute_dtype"] = self.compute_dtype
         append_history_row(self.history, row)
         self.path.write_text(json.dumps({"epochs": self.history}, indent=1))
 
