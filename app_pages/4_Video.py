@@ -47,7 +47,7 @@ st.caption(
     "`python -m fer.predict VIDEO --fps 2 --csv faces.csv`."
 )
 
-recognizer = recognizer_or_stop(backend=LIVE_BACKEND)  # INT8 when exported: every frame counts
+recognizer = recognizer_or_stop(backend=LIVE_BACKEND)  # the fastest format on this CPU: every frame counts
 
 upload = st.file_uploader(f"Video: MP4, MOV, WebM or AVI, up to {limit_mb} MB", type=list(VIDEO_TYPES),
                           max_upload_size=limit_mb)

@@ -10,6 +10,7 @@ finite probabilities on a test input; "auto" falls back to the next format only 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 import threading
@@ -21,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from fer.config import IMAGE_SIZE, MODEL_FILENAME, NUM_CLASSES
+from fer.machine import INT8_DOT_CPU_FLAGS, has_any
 from fer.manifest import ManifestError, verify_model_file
 
 # ONNX Runtime's telemetry would write a device id and an event database under ~/.cache/Microsoft;
@@ -38,11 +40,35 @@ BACKEND_FILES: dict[str, str] = {
 #: "auto" (photos, the CLI, evaluation): the float formats, fastest first, as accurate as the Keras model.
 #: "realtime" (live camera, video): INT8 TFLite first, 2.4x faster a face than ONNX for a point or
 #: less of PrivateTest accuracy (the INT8 figure is in each model's metrics.json), which keeps
-#: the live pipeline above 100 frames a second.
+#: the live pipeline above 100 frames a second on an AVX-512 VNNI CPU. On a CPU without 8-bit dot
+#: products INT8 is no faster, so there it comes after the float formats (`realtime_order`).
 AUTO_ORDERS: dict[str, tuple[str, ...]] = {
     "auto": ("onnx", "tflite", "keras"),
     "realtime": ("tflite-int8", "onnx", "tflite", "keras"),
 }
+#: "realtime" on a CPU without 8-bit dot products (AVX2-only EPYC, benchmarks/results.md): float TFLite
+#: and ONNX were within run-to-run noise of each other (2.2-2.4 ms a face), INT8 no faster (2.3-2.6);
+#: the live pipeline ran one face at 76 FPS in float TFLite against 69 in INT8, a point more accurate.
+REALTIME_ORDER_WITHOUT_INT8_DOT = ("tflite", "onnx", "tflite-int8", "keras")
+
+
+@functools.cache
+def _this_cpu_has_int8_dot() -> bool | None:
+    return has_any(INT8_DOT_CPU_FLAGS)
+
+
+def realtime_order(cpuinfo: str | None = None) -> tuple[str, ...]:
+    """The formats "realtime" tries on this CPU (or on the one `cpuinfo` describes): INT8 first only
+    where it is faster, or where the CPU cannot say."""
+    has_int8_dot = _this_cpu_has_int8_dot() if cpuinfo is None else has_any(INT8_DOT_CPU_FLAGS, cpuinfo)
+    if has_int8_dot is False:
+        return REALTIME_ORDER_WITHOUT_INT8_DOT
+    return AUTO_ORDERS["realtime"]
+
+
+def format_order(backend: str) -> tuple[str, ...]:
+    """The formats the automatic choice `backend` tries, in turn, on this machine."""
+    return realtime_order() if backend == "realtime" else AUTO_ORDERS[backend]
 #: What the live camera and video pages load, and the CLI for videos unless `--backend` says otherwise.
 LIVE_BACKEND = "realtime"
 #: What the upload page and the CLI load for still photos: float, as accurate as the Keras model.
@@ -299,4 +325,4 @@ def expected_format(model_dir: Path, backend: str) -> str | None:
 
 def _present_formats(model_dir: Path, backend: str) -> list[str]:
     """The formats of the automatic choice `backend` whose files exist in `model_dir`, in the order tried."""
-    return [name for name in AUTO_ORDERS[backend] if (Path(model_dir) / BACKEND_FILES[name]).exists()]
+    return [name for name in format_order(backend) if (Path(model_dir) / BACKEND_FILES[name]).exists()]

@@ -63,7 +63,8 @@ class EmotionRecognizer:
 
     Args:
         model_dir: a trained model folder (default: the shipped model in `models/`).
-        backend: "auto" (the fastest float format), "realtime" (INT8 first), "keras", "tflite", "tflite-int8" or "onnx".
+        backend: "auto" (the fastest float format), "realtime" (INT8 first where the CPU has 8-bit
+            dot products, else float TFLite), "keras", "tflite", "tflite-int8" or "onnx".
         scale_factor, min_neighbors, min_size: Haar cascade settings (min_size in input pixels).
         detect_max_side: detection runs on a copy whose longer side is at most this.
         second_detector: on still photos, also run dlib's HOG detector and add the faces the

@@ -26,6 +26,7 @@ import tensorflow as tf  # noqa: E402
 from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, mix_batch  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES, split_names  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
+from fer.machine import BF16_CPU_FLAGS, cpu_model_name, has_any, vector_extensions  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
 from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
 from fer.report import uses_teacher  # noqa: E402
@@ -391,30 +392,10 @@ def write_training_summary(
 
 
 def hardware_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model_name() or platform.processor() or platform.machine()
     gpus = tf.config.list_physical_devices("GPU")
-    vector = _vector_extensions()
+    vector = vector_extensions()
     return f"{os.cpu_count()} x {cpu}" + (f" ({vector})" if vector else "") + (f", {len(gpus)} GPU" if gpus else ", CPU only")
-
-
-def _vector_extensions() -> str | None:
-    """The widest vector instructions the CPU has: training speed differs about 4x between them here."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-    for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
-        if flag in flags:
-            return name
-    return None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -513,22 +494,12 @@ def fit_batch_size(requested: int, train_images: int) -> int:
     return max(1, min(requested, train_images, max(16, train_images // 8)))
 
 
-#: CPU flags that give bfloat16 arithmetic in hardware; without them TensorFlow emulates it.
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
 def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool | None:
     """Whether the CPU computes bfloat16 natively (None when /proc/cpuinfo cannot say, e.g. not Linux).
 
     Without it `--mixed-precision` is emulated and slow: on an AVX2-only AMD EPYC (Zen 3) `vgg` trained
     at 6 images/s in bfloat16 against 75 in float32 (it gains about 10 % where AVX-512 BF16 exists)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return None
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), None)
-    return None if flags is None else any(flag in flags for flag in BF16_CPU_FLAGS)
+    return has_any(BF16_CPU_FLAGS, cpuinfo)
 
 
 def main(argv: list[str] | None = None) -> int:

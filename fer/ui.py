@@ -349,7 +349,7 @@ def show_live_model(model_dir: Path | str) -> None:
         return
     served = expected_format(live.path, LIVE_BACKEND)
     measured, test = live.metrics.get("formats", {}).get(served, {}), live.metrics.get("test", {})
-    if "test_accuracy" in measured:  # the format those pages run (INT8 when exported), not the Keras original
+    if "test_accuracy" in measured:  # the format those pages run (INT8 where it is faster), not the Keras original
         accuracy = (f"{100 * measured['test_accuracy']:.1f} % {live.splits['test']} accuracy in "
                     f"{FORMAT_NAMES.get(served, served)}, the form those pages run")
     elif "accuracy" in test:

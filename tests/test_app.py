@@ -82,7 +82,7 @@ def test_home_shows_the_shipped_models_figures_and_picture(shipped_metrics):
     assert f"ten-crop {100 * shipped_metrics['tta']['ten-crop']['test_accuracy']:.1f} %" in captions
     assert len(app.get("image")) == 1  # the annotated example photo
     if fer.config.PHOTO_MODEL_DIR != fer.config.DEFAULT_MODEL_DIR:  # two models: the live one is named with its figure
-        # ... as served: the realtime backend's format (INT8 TFLite for the shipped model), not the Keras original
+        # ... as served: the realtime backend's format (INT8 TFLite where the CPU has VNNI, else float), not the Keras original
         live = json.loads((fer.config.DEFAULT_MODEL_DIR / "metrics.json").read_text())
         served = load_backend(fer.config.DEFAULT_MODEL_DIR, LIVE_BACKEND).name
         assert (f"live camera and video pages use {fer.config.DEFAULT_MODEL_DIR.name} "

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+import fer.backends
 from fer import EmotionRecognizer
-from fer.backends import BACKEND_FILES, expected_format, load_backend
+from fer.backends import BACKEND_FILES, expected_format, load_backend, realtime_order
 from fer.evaluate import classification_report, predict_split
 from fer.export import export_all
 from fer.manifest import check_folder, read_manifest
@@ -58,7 +59,8 @@ def test_auto_backend_prefers_onnx(exported_dir):
     assert load_backend(exported_dir).name == "onnx"
 
 
-def test_realtime_backend_prefers_int8_and_falls_back_to_float(exported_dir, tmp_path):
+def test_realtime_backend_prefers_int8_and_falls_back_to_float(exported_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(fer.backends, "_this_cpu_has_int8_dot", lambda: True)  # a CPU with VNNI
     assert load_backend(exported_dir, "realtime").name == "tflite-int8"
     without_int8 = tmp_path / "no-int8"
     without_int8.mkdir()
@@ -71,6 +73,25 @@ def test_realtime_backend_prefers_int8_and_falls_back_to_float(exported_dir, tmp
     assert expected_format(without_int8, "realtime") == "onnx"
     assert expected_format(without_int8, "auto") == "onnx" and expected_format(without_int8, "keras") == "keras"
     assert expected_format(tmp_path / "nothing-here", "realtime") is None
+
+
+def test_realtime_backend_prefers_float_where_int8_is_no_faster(exported_dir, monkeypatch):
+    """Without 8-bit dot-product instructions (AVX2 only) INT8 buys no speed, only a point less accuracy."""
+    monkeypatch.setattr(fer.backends, "_this_cpu_has_int8_dot", lambda: False)
+    assert load_backend(exported_dir, "realtime").name == "tflite"
+    assert expected_format(exported_dir, "realtime") == "tflite"
+    monkeypatch.setattr(fer.backends, "_this_cpu_has_int8_dot", lambda: None)  # the CPU cannot say: INT8 as before
+    assert expected_format(exported_dir, "realtime") == "tflite-int8"
+
+
+def test_realtime_order_reads_the_cpu_flags():
+    zen3 = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma\n"
+    sapphire = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_int8\n"
+    graviton = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\n"
+    assert realtime_order(zen3)[0] == "tflite" and realtime_order(zen3)[-2:] == ("tflite-int8", "keras")
+    assert realtime_order(sapphire)[0] == "tflite-int8"
+    assert realtime_order(graviton)[0] == "tflite-int8"
+    assert realtime_order("no flags line here")[0] == "tflite-int8"
 
 
 def test_recognizer_backends_give_the_same_answer_on_a_real_face(shipped_model_dir, astronaut_rgb):
