@@ -69,6 +69,8 @@ def realtime_order(cpuinfo: str | None = None) -> tuple[str, ...]:
 def format_order(backend: str) -> tuple[str, ...]:
     """The formats the automatic choice `backend` tries, in turn, on this machine."""
     return realtime_order() if backend == "realtime" else AUTO_ORDERS[backend]
+
+
 #: What the live camera and video pages load, and the CLI for videos unless `--backend` says otherwise.
 LIVE_BACKEND = "realtime"
 #: What the upload page and the CLI load for still photos: float, as accurate as the Keras model.
