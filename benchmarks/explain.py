@@ -37,35 +37,10 @@ STEPS = 20  # deletion in 5 % steps
 
 
 def load_keras_model(model_dir: Path):
-    """The model folder's Keras model, for Grad-CAM. Models trained before the inference blur was
-    removed (fer-vgg-fast-sgdr2) still name its layer: it is re-declared here as it was (a separable
-    Gaussian at inference), so that the Keras model computes what its ONNX export computes."""
+    """The model folder's Keras model, for Grad-CAM."""
     import keras
-    from keras import layers, ops
 
     import fer.models  # noqa: F401  (registers the custom layers)
-
-    if keras.saving.get_registered_object("fer>InferenceBlur") is None:
-        @keras.saving.register_keras_serializable(package="fer")
-        class InferenceBlur(layers.Layer):
-            def __init__(self, sigma: float = 2.8, **kwargs):
-                super().__init__(**kwargs)
-                self.sigma = float(sigma)
-                radius = max(1, int(np.ceil(3 * self.sigma)))
-                taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / self.sigma) ** 2)
-                self._taps, self._radius = (taps / taps.sum()).astype("float32"), radius
-
-            def call(self, inputs, training=None):
-                if training or self.sigma <= 0:
-                    return inputs
-                r = self._radius
-                x = ops.pad(inputs, [[0, 0], [r, r], [r, r], [0, 0]], mode="reflect")
-                kernel = ops.convert_to_tensor(self._taps)
-                x = ops.depthwise_conv(x, ops.reshape(kernel, (-1, 1, 1, 1)), strides=1, padding="valid")
-                return ops.depthwise_conv(x, ops.reshape(kernel, (1, -1, 1, 1)), strides=1, padding="valid")
-
-            def get_config(self):
-                return {**super().get_config(), "sigma": self.sigma}
 
     return keras.saving.load_model(model_dir / "model.keras", compile=False)
 

@@ -121,3 +121,30 @@ def test_label_audit_sheets_offer_the_label_and_the_pipelines_answer(expw_dir, t
         answer = found[hit].label
         assert choice == "?" and answer != CLASS_NAMES[face.label]
         assert {first, second} == {answer, CLASS_NAMES[face.label]}
+
+
+def test_class_bias_fit_recovers_a_known_prior_shift():
+    """The ExpW bound re-weights classes: on scores whose class 2 was pushed up by 1.5, fitting must undo it."""
+    from benchmarks.wild_ceiling import fit_class_biases
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 2000)
+    clean = rng.normal(0, 1, (2000, 7))
+    clean[np.arange(2000), labels] += 2.0
+    shifted = clean.copy()
+    shifted[:, 2] += 1.5
+    before = float((shifted.argmax(1) == labels).mean())
+    biases, after = fit_class_biases(shifted, labels)
+    assert after > before + 0.05
+    assert after >= float((clean.argmax(1) == labels).mean()) - 0.01
+    assert biases[2] - np.median(biases) < -0.5
+
+
+def test_best_subset_prefers_the_models_that_help():
+    from benchmarks.wild_ceiling import best_subset
+
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    right = np.eye(3)[labels] * 0.8 + 0.1
+    wrong = np.eye(3)[(labels + 1) % 3] * 0.9 + 0.05
+    subset, accuracy = best_subset({"right": right, "wrong": wrong, "also right": right.copy()}, labels)
+    assert accuracy == 1.0 and "wrong" not in subset
