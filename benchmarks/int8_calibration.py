@@ -14,16 +14,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import publish  # noqa: E402
 from fer.backends import TFLiteBackend  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR  # noqa: E402
 from fer.data import load_dataset  # noqa: E402
 from fer.evaluate import predict_split  # noqa: E402
-from fer.export import CALIBRATION_IMAGES, _load, export_tflite  # noqa: E402
+from fer.export import CALIBRATION_IMAGES, calibration_sample, export_tflite, load_checked_model  # noqa: E402
 from fer.machine import cpu_model_name, vector_extensions  # noqa: E402
 
 SAMPLES = ((CALIBRATION_IMAGES, 0), (CALIBRATION_IMAGES, 1), (2000, 0), (2000, 1), (5000, 0), (5000, 1))
@@ -36,27 +35,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "int8_calibration.md")
     args = parser.parse_args(argv)
     data = load_dataset(args.data)
-    model = _load(args.model_dir)
+    model = load_checked_model(args.model_dir)
     rows = []
     for size, seed in SAMPLES:
-        pick = np.random.default_rng(seed).permutation(len(data.train.images))[:size]
         with tempfile.TemporaryDirectory() as tmp:
-            backend = TFLiteBackend(export_tflite(model, Path(tmp) / "int8.tflite", data.train.images[pick]),
-                                    "tflite-int8", None)
+            calibration = calibration_sample(data.train.images, seed, size)
+            backend = TFLiteBackend(export_tflite(model, Path(tmp) / "int8.tflite", calibration), "tflite-int8", None)
             val, test = (100 * float((predict_split(backend, split).argmax(1) == split.labels).mean())
                          for split in (data.val, data.test))
         shipped = " (as `fer.export`)" if (size, seed) == (CALIBRATION_IMAGES, 0) else ""
         rows.append(f"| {size}{shipped} | {seed} | {val:.2f} % | {test:.2f} % |")
         print(rows[-1], flush=True)
-    text = "\n".join([
+    return publish([
         "# INT8 calibration sample", "",
         f"Written by `python benchmarks/int8_calibration.py {args.model_dir}` on {cpu_model_name()} "
         f"({vector_extensions() or 'vector extensions unknown'}): the model converted to INT8 "
         "TFLite with each calibration sample (training faces, seeded), single centre crop.", "",
         "| calibration images | seed | PublicTest accuracy | PrivateTest accuracy |", "|---|---|---|---|", *rows, "",
-    ])
-    args.out.write_text(text)
-    return 0
+    ], args.out)
 
 
 if __name__ == "__main__":

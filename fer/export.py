@@ -27,7 +27,8 @@ from fer.manifest import ManifestError, verify_model_file, write_manifest  # noq
 CALIBRATION_IMAGES = 500
 
 
-def _load(model_dir: Path):
+def load_checked_model(model_dir: Path):
+    """The folder's Keras model, refused (ModelLoadError) when model.keras is missing or fails its manifest."""
     import keras
 
     import fer.models  # noqa: F401  (registers the custom layers)
@@ -99,14 +100,18 @@ def export_onnx(model, out: Path) -> Path:
     return out
 
 
+def calibration_sample(train_images: np.ndarray, seed: int = 0, size: int = CALIBRATION_IMAGES) -> np.ndarray:
+    """The seeded sample of training images that sets the INT8 model's activation ranges."""
+    return train_images[np.random.default_rng(seed).permutation(len(train_images))[:size]]
+
+
 def export_all(model_dir: Path, train_images: np.ndarray, seed: int = 0) -> dict[str, Path]:
     """Write every format into `model_dir` and record them with model.keras in its manifest;
     calibration uses a seeded sample of training images."""
-    model = _load(model_dir)
-    pick = np.random.default_rng(seed).permutation(len(train_images))[:CALIBRATION_IMAGES]
+    model = load_checked_model(model_dir)
     files = {
         "tflite": export_tflite(model, model_dir / BACKEND_FILES["tflite"]),
-        "tflite-int8": export_tflite(model, model_dir / BACKEND_FILES["tflite-int8"], train_images[pick]),
+        "tflite-int8": export_tflite(model, model_dir / BACKEND_FILES["tflite-int8"], calibration_sample(train_images, seed)),
         "onnx": export_onnx(model, model_dir / BACKEND_FILES["onnx"]),
     }
     write_manifest(model_dir, [BACKEND_FILES["keras"], *(path.name for path in files.values())])
