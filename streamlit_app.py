@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fer.memory import return_large_blocks
+
+return_large_blocks()  # memory comes back after many visitors at once (fer.memory)
 st.set_page_config(page_icon="🙂", layout="wide")
 
 navigation = st.navigation([

@@ -13,6 +13,7 @@ from fer.ui import (
     analyse_photo,
     escape_markdown,
     example_image,
+    face_summary,
     faces_records,
     png_bytes,
     probability_chart,
@@ -92,9 +93,8 @@ for index, (name, data) in enumerate(photos):
     if whole or not result.faces:
         st.checkbox("Classify the whole image as one face", key=whole_key)
     st.image(result.annotated, width="stretch")
-    summary = "; ".join(f"#{i} {f.label} {f.confidence:.0%}" for i, f in enumerate(result.faces, 1))
     st.markdown(f'<span data-testid="face-count">faces found: {len(result.faces)}</span>'
-                + (f" ({summary})" if summary else ""), unsafe_allow_html=True)
+                + (f" ({face_summary(result.faces)})" if result.faces else ""), unsafe_allow_html=True)
     if not result.faces:
         continue
     rows = faces_records(result.faces, name)

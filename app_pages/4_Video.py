@@ -15,7 +15,7 @@ import streamlit as st
 
 from fer.backends import LIVE_BACKEND
 from fer.config import CLASS_NAMES, VIDEO_FRAME_BUDGET, VIDEO_MAX_FPS, VIDEO_MAX_SECONDS, VIDEO_MAX_UPLOAD_MB
-from fer.ui import escape_markdown, recognizer_or_stop, records_to_csv, timeline_chart
+from fer.ui import ANALYSES, escape_markdown, recognizer_or_stop, records_to_csv, timeline_chart
 from fer.video import (
     BROWSER_PLAYABLE_ENCODERS,
     InvalidVideoError,
@@ -103,7 +103,7 @@ if results is None:
         progress.progress(min(1.0, done / expected), text=f"Analysed {done:,} of about {expected:,} frames")
 
     try:
-        with tempfile.TemporaryDirectory(prefix="fer-video-") as folder:
+        with ANALYSES.running(), tempfile.TemporaryDirectory(prefix="fer-video-") as folder:
             copy_path = Path(folder) / "annotated.mp4" if make_copy else None
             analysis = analyse_video(upload, recognizer, sampling=sampling, smoothing=smoothing,
                                      annotated_path=copy_path, on_progress=show_progress)

@@ -13,7 +13,6 @@ import contextlib
 import functools
 import os
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from fer.config import IMAGE_SIZE, MODEL_FILENAME, NUM_CLASSES
 from fer.machine import INT8_DOT_CPU_FLAGS, has_any
 from fer.manifest import ManifestError, verify_model_file
+from fer.pool import InstancePool
 
 # ONNX Runtime's telemetry would write a device id and an event database under ~/.cache/Microsoft;
 # the app promises that nothing is stored. Read once, when ONNX Runtime initialises.
@@ -89,6 +89,8 @@ class ModelLoadWarning(UserWarning):
 
 
 class Backend(Protocol):
+    """A loaded model. Every implementation is safe to call from several threads at once."""
+
     name: str
     path: Path
 
@@ -129,7 +131,9 @@ def _native_stderr_without(notice: str) -> Iterator[None]:
 
 
 class KerasBackend:
-    """The `.keras` model behind one traced function: a plain `model(x)` costs ~30 ms of overhead."""
+    """The `.keras` model behind one traced function: a plain `model(x)` costs ~30 ms of overhead.
+
+    Thread-safe: a traced function may be called from several threads at once."""
 
     name = "keras"
 
@@ -153,8 +157,37 @@ class KerasBackend:
         return self._fn(batch).numpy()
 
 
+class _Interpreter:
+    """One LiteRT interpreter sized for its last batch (resizing costs a re-allocation)."""
+
+    def __init__(self, make: Callable[[], object]):
+        self.interpreter = make()
+        with _native_stderr_without(XNNPACK_NOTICE):
+            self.interpreter.allocate_tensors()
+        self.batch = 1
+        self._details()
+
+    def _details(self) -> None:
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) != self.batch:
+            self.interpreter.resize_tensor_input(self.input["index"], [len(batch), IMAGE_SIZE, IMAGE_SIZE, 1])
+            self.interpreter.allocate_tensors()
+            self._details()
+            self.batch = len(batch)
+        self.interpreter.set_tensor(self.input["index"], batch)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+
 class TFLiteBackend:
-    """LiteRT interpreter (float or full-integer INT8); falls back to tf.lite if LiteRT is missing."""
+    """LiteRT interpreter (float or full-integer INT8); falls back to tf.lite if LiteRT is missing.
+
+    Thread-safe: an interpreter must not run twice at once, so each call borrows one from a pool
+    (`fer.pool`); concurrent calls run side by side instead of queueing behind one lock.
+    """
 
     def __init__(self, path: Path, name: str = "tflite", threads: int | None = None):
         _check_file(path)
@@ -167,17 +200,14 @@ class TFLiteBackend:
                 Interpreter = tf.lite.Interpreter
             except ImportError as exc:
                 raise ModelLoadError("neither ai-edge-litert nor tensorflow is installed") from exc
+        self._interpreters = InstancePool(
+            lambda: _Interpreter(lambda: Interpreter(model_path=str(path), num_threads=threads)))
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            with _native_stderr_without(XNNPACK_NOTICE):
-                self.interpreter.allocate_tensors()
+            with self._interpreters.borrow() as first:
+                self._input, self._output = first.input, first.output
         except Exception as exc:
             raise ModelLoadError(f"cannot load TFLite model {path}: {exc}") from exc
         self.name, self.path = name, path
-        self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
-        self._batch = 1
-        self._lock = threading.Lock()  # one interpreter must not run twice at once
 
     def _quantize(self, batch: np.ndarray) -> np.ndarray:
         dtype = self._input["dtype"]
@@ -188,16 +218,9 @@ class TFLiteBackend:
         return np.clip(np.round(batch / scale + zero), info.min, info.max).astype(dtype)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        with self._lock:
-            if len(batch) != self._batch:
-                self.interpreter.resize_tensor_input(self._input["index"], [len(batch), IMAGE_SIZE, IMAGE_SIZE, 1])
-                self.interpreter.allocate_tensors()
-                self._input = self.interpreter.get_input_details()[0]
-                self._output = self.interpreter.get_output_details()[0]
-                self._batch = len(batch)
-            self.interpreter.set_tensor(self._input["index"], self._quantize(batch))
-            self.interpreter.invoke()
-            out = self.interpreter.get_tensor(self._output["index"])
+        quantized = self._quantize(batch)
+        with self._interpreters.borrow() as interpreter:
+            out = interpreter.run(quantized)
         if out.dtype != np.float32:
             scale, zero = self._output["quantization"]
             out = (out.astype(np.float32) - zero) * scale
@@ -208,7 +231,9 @@ class TFLiteBackend:
 
 
 class OnnxBackend:
-    """ONNX Runtime session; per-call overhead is a few microseconds."""
+    """ONNX Runtime session; per-call overhead is a few microseconds.
+
+    Thread-safe: ONNX Runtime documents `InferenceSession.run` as safe to call from several threads."""
 
     name = "onnx"
 
@@ -224,6 +249,9 @@ class OnnxBackend:
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # Without its arena, ONNX Runtime frees each call's buffers instead of keeping the largest
+        # burst of concurrent calls for good; no slower here (benchmarks/app_load.md).
+        options.enable_cpu_mem_arena = False
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:

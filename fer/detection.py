@@ -1,11 +1,18 @@
-"""Face detection with OpenCV's Haar cascade, run on a downscaled copy for speed."""
+"""Face detection with OpenCV's Haar cascade, run on a downscaled copy for speed.
+
+The detectors here are thread-safe: the native objects behind them (OpenCV cascades, dlib's HOG
+detector) are not, so every call borrows one of its own from a process-wide `InstancePool`.
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from fer.pool import InstancePool
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the image given
 
@@ -50,19 +57,36 @@ class DetectorSettings:
             raise ValueError(f"{name} must be {kind} from {low} to {high}{unit}, got {value!r}")
 
 
-class HaarFaceDetector:
-    """Frontal-face Haar cascade. Boxes come back in the coordinates of the full image."""
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 
-    CASCADE = "haarcascade_frontalface_default.xml"
+
+def _load_cascade() -> cv2.CascadeClassifier:
+    if not hasattr(cv2, "CascadeClassifier"):
+        raise DetectorError("this OpenCV build has no CascadeClassifier; install opencv-python-headless<5")
+    path = cv2.data.haarcascades + HAAR_CASCADE if hasattr(cv2, "data") else HAAR_CASCADE
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise DetectorError(f"could not load the Haar cascade {path}")
+    return cascade
+
+
+#: Every Haar detector of the process shares these cascades (0.4 MB and 15 ms each): settings are
+#: arguments of each scan, not part of the cascade, so a settings change loads nothing.
+_CASCADES: InstancePool[cv2.CascadeClassifier] = InstancePool(_load_cascade)
+
+
+class HaarFaceDetector:
+    """Frontal-face Haar cascade. Boxes come back in the coordinates of the full image.
+
+    Thread-safe: one detector may serve any number of threads at once (each scan borrows a cascade).
+    """
+
+    CASCADE = HAAR_CASCADE
 
     def __init__(self, settings: DetectorSettings | None = None):
         self.settings = settings or DetectorSettings()
-        path = cv2.data.haarcascades + self.CASCADE if hasattr(cv2, "data") else self.CASCADE
-        if not hasattr(cv2, "CascadeClassifier"):
-            raise DetectorError("this OpenCV build has no CascadeClassifier; install opencv-python-headless<5")
-        self._cascade = cv2.CascadeClassifier(path)
-        if self._cascade.empty():
-            raise DetectorError(f"could not load the Haar cascade {path}")
+        with _CASCADES.borrow():  # a missing or broken cascade fails here, not at the first photo
+            pass
 
     def detect(self, gray: np.ndarray, downscale: float | None = None) -> list[Box]:
         """Find faces in a 2-D uint8 image; `downscale` (e.g. 0.5) overrides the max_side rule."""
@@ -128,10 +152,11 @@ class HaarFaceDetector:
                                interpolation=cv2.INTER_AREA)
         if s.equalize:
             small = cv2.equalizeHist(small)
-        found = self._cascade.detectMultiScale(
-            small, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
-            minSize=(min_px, min_px), maxSize=(max_px, max_px),
-        )
+        with _CASCADES.borrow() as cascade:
+            found = cascade.detectMultiScale(
+                small, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
+                minSize=(min_px, min_px), maxSize=(max_px, max_px),
+            )
         return [
             (round(x / scale), round(y / scale), round(w / scale), round(h / scale))
             for (x, y, w, h) in (found if len(found) else [])
@@ -164,6 +189,9 @@ class HogFaceDetector:
     face; `to_haar_frame` maps them onto Haar's framing. The mapping was measured on FER2013
     PublicTest faces (upscaled 4x) found by both detectors: a Haar box is 1.067 times the HOG
     box's side, and FER2013's frame is centred 0.053 HOG sides above the HOG box's centre.
+
+    Thread-safe: each scan borrows a dlib detector of its own (one shared dlib detector crashes
+    the process when two threads call it at once).
     """
 
     SIDE_RATIO = 1.067
@@ -175,7 +203,9 @@ class HogFaceDetector:
     def __init__(self):
         import dlib
 
-        self._detector = dlib.get_frontal_face_detector()
+        self._detectors = InstancePool(dlib.get_frontal_face_detector)
+        with self._detectors.borrow():  # load one now: the first photo should not wait for it
+            pass
 
     def detect(self, gray: np.ndarray, scale: float, min_size: int) -> list[Box]:
         """Faces in `gray` at least `min_size` px, scanned at `SCAN_SIDE` px or `scale`, whichever is larger."""
@@ -184,8 +214,10 @@ class HogFaceDetector:
         small = gray if scan == 1.0 else cv2.resize(
             gray, (max(1, round(width * scan)), max(1, round(height * scan))),
             interpolation=cv2.INTER_AREA if scan < 1.0 else cv2.INTER_LINEAR)
+        with self._detectors.borrow() as detector:
+            found = detector(np.ascontiguousarray(small), 0)
         boxes = []
-        for rect in self._detector(np.ascontiguousarray(small), 0):
+        for rect in found:
             box = self.to_haar_frame((rect.left() / scan, rect.top() / scan, rect.width() / scan, rect.height() / scan))
             if min(box[2], box[3]) >= MIN_SIZE_TOLERANCE * min_size:
                 boxes.append(box)
@@ -200,20 +232,22 @@ class HogFaceDetector:
 
 
 _SECOND: list = []
+_SECOND_LOCK = threading.Lock()
 
 
 def second_detector() -> HogFaceDetector | None:
     """The process's one HOG detector, or None (with one warning) when dlib is not installed."""
-    if not _SECOND:
-        try:
-            _SECOND.append(HogFaceDetector())
-        except ImportError:
-            import warnings
+    with _SECOND_LOCK:  # two first photos at once must not build two
+        if not _SECOND:
+            try:
+                _SECOND.append(HogFaceDetector())
+            except ImportError:
+                import warnings
 
-            warnings.warn("dlib is not installed: photos are scanned with the Haar cascade only "
-                          "(pip install dlib-bin)", RuntimeWarning, stacklevel=3)
-            _SECOND.append(None)
-    return _SECOND[0]
+                warnings.warn("dlib is not installed: photos are scanned with the Haar cascade only "
+                              "(pip install dlib-bin)", RuntimeWarning, stacklevel=3)
+                _SECOND.append(None)
+        return _SECOND[0]
 
 
 def largest_first(boxes) -> list[Box]:
@@ -224,6 +258,9 @@ def largest_first(boxes) -> list[Box]:
 class FaceFollower:
     """Boxes for a video stream: a full scan every `full_every` frames, re-detection near the
     known faces in between.
+
+    Not thread-safe: it carries one stream's boxes from frame to frame, so each stream has its own
+    (`LiveProcessor` calls it under its lock); the detector it holds may be shared.
 
     Each box on every frame is a real cascade detection, so boxes stay right as faces move;
     only faces that newly enter the frame wait up to `full_every` frames to be found. A frame

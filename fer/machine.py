@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -38,6 +40,13 @@ def vector_extensions(flags: frozenset[str] | None = None) -> str | None:
         if flags and flag in flags:
             return name
     return None
+
+
+def machine_summary() -> str:
+    """Cores, CPU name and widest vector instructions, as every timing should name them."""
+    vector = vector_extensions()
+    return f"{os.cpu_count()} x {cpu_model_name() or platform.processor() or platform.machine()}" + (
+        f" ({vector})" if vector else "")
 
 
 #: CPU flags that give bfloat16 arithmetic in hardware; without them TensorFlow emulates it.

@@ -74,6 +74,10 @@ class EmotionRecognizer:
         tta: test-time augmentation, "none", "flip" (default: mirror-averaged, ~2 points more
             accurate for one extra inference per face) or "ten-crop" (~3 points, ten inferences).
 
+    Thread-safe: one recognizer (and the clones `with_settings` makes) may serve any number of threads
+    at once, as the app's sessions share it; the detectors and backends it holds are each thread-safe
+    (tests/test_concurrency.py, benchmarks/concurrency.md).
+
     `load_warnings` lists what did not go as asked while loading (another format used because
     the first was refused, or a folder without a checksum manifest); each is also issued as a
     `ModelLoadWarning`. Front ends show them: the app as a warning, the CLI on stderr.

@@ -39,6 +39,8 @@ class Track:
 class FaceSmoother:
     """Greedy IoU tracker with an exponential moving average of each face's probabilities.
 
+    Not thread-safe: one per stream (`LiveProcessor` calls it under its lock).
+
     `alpha` is the weight of the newest frame (1.0 turns smoothing off); a track survives
     `max_missed` frames without a matching detection, so a face lost for a frame keeps its id.
     """

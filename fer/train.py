@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -26,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, mix_batch  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES, split_names  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
-from fer.machine import BF16_CPU_FLAGS, cpu_model_name, has_any, vector_extensions  # noqa: E402
+from fer.machine import BF16_CPU_FLAGS, has_any, machine_summary  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
 from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
 from fer.report import uses_teacher  # noqa: E402
@@ -392,10 +391,8 @@ def write_training_summary(
 
 
 def hardware_description() -> str:
-    cpu = cpu_model_name() or platform.processor() or platform.machine()
     gpus = tf.config.list_physical_devices("GPU")
-    vector = vector_extensions()
-    return f"{os.cpu_count()} x {cpu}" + (f" ({vector})" if vector else "") + (f", {len(gpus)} GPU" if gpus else ", CPU only")
+    return machine_summary() + (f", {len(gpus)} GPU" if gpus else ", CPU only")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

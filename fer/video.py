@@ -68,6 +68,9 @@ class FrameResult:
 class LiveProcessor:
     """Stateful frame processor: one per video session.
 
+    Thread-safe: frames from several threads are processed one at a time (the tracks and smoothing
+    carry state from frame to frame), and many processors may share one recognizer.
+
     Settings (`smoothing`, `detect_downscale`) may be changed from another thread between
     frames; they are read once per frame. Faces are found with a full scan every
     `full_scan_every` frames and re-detected near their last box in between (`FaceFollower`),

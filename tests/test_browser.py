@@ -10,32 +10,24 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import types
-import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from benchmarks import app_server
 from fer.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or app_server.CHROMIUM
+CHROMIUM_ARGS = app_server.CHROMIUM_ARGS
 SCREENSHOT_DIR = Path(os.environ.get("FER_SCREENSHOT_DIR", PROJECT_ROOT / "screenshots"))
 SERVER_LOGS: dict[str, Path] = {}  # app URL -> its `streamlit run` output
 GROUP_NAME = "team_*photo*_[2].png"  # Markdown characters in a file name
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-]
 
 
 def _need_chromium() -> None:
@@ -46,44 +38,21 @@ def _need_chromium() -> None:
     pytest.skip("Debian's chromium package is not installed (apt-get install chromium)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def serve(tmp_path_factory):
+    """A fixture body: one `streamlit run` on loopback, its URL given and its log kept in SERVER_LOGS."""
+    _need_chromium()
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    try:
+        with app_server.serve_app(log) as (url, _pid):
+            SERVER_LOGS[url] = log
+            yield url
+    except app_server.AppDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    _need_chromium()
-    port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, "FER_ICE_SERVERS": "none", "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    SERVER_LOGS[url] = log
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    yield from serve(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +70,13 @@ def face_files(tmp_path_factory, astronaut_rgb):
     cv2.imwrite(str(group), np.vstack([np.hstack(tiles[:4]), np.hstack(tiles[4:])]))
     too_big = folder / "huge_scan.png"
     too_big.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(26 * 1024 * 1024))
-    y4m = folder / "two_faces.y4m"
+    y4m = write_fake_camera(folder / "two_faces.y4m", bgr)
+    return types.SimpleNamespace(photo=png, group=group, too_big=too_big, camera=y4m)
+
+
+def write_fake_camera(y4m: Path, bgr: np.ndarray) -> Path:
+    """A 640x480 .y4m clip of two faces (from the BGR astronaut photo) swaying, which loops seamlessly
+    (Chromium replays it), so the faces keep their IDs as a real camera's would."""
     with open(y4m, "wb") as out:
         out.write(b"YUV4MPEG2 W640 H480 F15:1 Ip A1:1 C420jpeg\n")
         head = cv2.resize(bgr[30:230, 130:320], (150, 158))
@@ -111,7 +86,7 @@ def face_files(tmp_path_factory, astronaut_rgb):
             frame[80:238, 60 + sway:210 + sway] = head
             frame[240:398, 430 - sway:580 - sway] = head[:, ::-1]
             out.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
-    return types.SimpleNamespace(photo=png, group=group, too_big=too_big, camera=y4m)
+    return y4m
 
 
 @pytest.fixture(scope="module")
