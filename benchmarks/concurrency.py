@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: {machine_summary()}. Written by `python -m benchmarks.concurrency` on "
         f"{time.strftime('%Y-%m-%d')}. The photo pipeline as the upload page runs it (photo model, ten-crop, "
-        f"Haar + HOG, large blocks returned to the system as the app's entry point asks), one-face photos of 640x480 to 1024x768, {PER_CALLER} photos per caller, all callers "
+        "Haar + HOG, large blocks returned to the system as the app's entry point asks), one-face photos of "
+        f"640x480 to 1024x768, {PER_CALLER} photos per caller, all callers "
         "released together. Every photo gave the same faces as one call at a time (`faces` column: the counts seen).",
         "",
         "| detector pool (instances at most) | callers at once | photos/s | median ms a photo | p95 ms | faces | "
