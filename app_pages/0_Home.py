@@ -6,6 +6,7 @@ import streamlit as st
 
 import fer.config
 from fer.config import CLASS_NAMES
+from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR, describe
 from fer.tta import DEFAULT_TTA, PHOTO_TTA
 from fer.ui import (
     annotated_example,
@@ -56,10 +57,10 @@ with figures:
         st.error(escape_markdown(f"The model folder {model_dir} does not exist."))
         st.stop()
     st.subheader(f"The model: {escape_markdown(art.name)}", anchor=False)
-    two_detectors = recognizer is not None and getattr(recognizer.detector.settings, "second_detector", False)
+    photo_detector = recognizer.detector.name if recognizer is not None else PHOTO_DETECTOR
     ensemble = art.config.get("ensemble", {}).get("members")
-    st.write("Faces are found with OpenCV's Haar cascade" + (" (in photos also with dlib's HOG detector)" if two_detectors
-                                                             else "")
+    st.write(f"Faces are found in photos with {describe(photo_detector)} (live camera and videos: "
+             f"{describe(LIVE_DETECTOR)})"
              + (f" and classified by {NUMBER_WORDS.get(len(ensemble), len(ensemble))} compact CNNs whose answers are "
                 "averaged," if ensemble else
                 " and classified by a compact CNN")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fer.config import CLASS_NAMES, PHOTO_MODEL_DIR
+from fer.detectors import describe, detector_names
 from fer.tta import PHOTO_TTA, TTA_MODES
 from fer.ui import (
     PHOTO_TYPES,
@@ -56,22 +57,31 @@ else:
     st.caption("The example: astronaut Eileen Collins (NASA portrait, public domain, shipped with scikit-image).")
     photos = [("astronaut.png", example_image())]
 
-defaults = base_recognizer.detector.settings
 with st.expander("Detection settings"):
+    names = detector_names()
+    detector_name = st.selectbox("Face detector", names, index=names.index(base_recognizer.detector.name),
+                                 format_func=lambda name: f"{name}: {describe(name)}", key="detector")
+    detector = base_recognizer.with_settings(detector=detector_name).detector
+    defaults = detector.settings
     c1, c2, c3 = st.columns(3)
-    scale_factor = c1.slider("Scale factor", min(1.02, defaults.scale_factor), max(1.5, defaults.scale_factor),
-                             defaults.scale_factor, 0.01, help="Smaller finds more faces, slower")
-    min_neighbors = c2.slider("Min neighbours", min(1, defaults.min_neighbors), max(12, defaults.min_neighbors),
-                              defaults.min_neighbors, help="Higher gives fewer false faces")
-    min_size = c3.slider("Min face size (px)", min(16, defaults.min_size), max(200, defaults.min_size),
-                         defaults.min_size, help="Faces smaller than this (in the photo's pixels) are ignored")
+    settings = {"min_size": c1.slider("Min face size (px)", 8, 200, defaults.min_face(detector.default_min_size),
+                                      help="Faces smaller than this (in the photo's pixels) are ignored",
+                                      key=f"min-size-{detector_name}")}
+    if detector.default_score_threshold is not None:
+        settings["score_threshold"] = c2.slider(
+            "Detection score threshold", 0.05, 0.99, detector.default_score_threshold, 0.01, key=f"score-{detector_name}",
+            help="Lower finds more faces, including unsure ones (shown in each face's row); higher, fewer false faces")
+    else:  # the Haar cascade's own knobs
+        settings["scale_factor"] = c2.slider("Scale factor", 1.02, 1.5, defaults.scale_factor, 0.01,
+                                             help="Smaller finds more faces, slower")
+        settings["min_neighbors"] = c3.slider("Min neighbours", 1, 12, defaults.min_neighbors,
+                                              help="Higher gives fewer false faces")
     tta = st.radio(
         "Test-time augmentation", TTA_MODES, index=TTA_MODES.index(PHOTO_TTA), horizontal=True,
         help="Average the model over mirrored (flip) or mirrored and shifted (ten-crop) copies of each face: "
         "more accurate, a few milliseconds per face. The model card lists the measured gain.",
     )
-recognizer = base_recognizer.with_settings(tta=tta, scale_factor=scale_factor, min_neighbors=min_neighbors,
-                                           min_size=min_size)
+recognizer = base_recognizer.with_settings(tta=tta, detector=detector_name, **settings)
 
 all_rows: list[dict] = []
 for index, (name, data) in enumerate(photos):

@@ -13,10 +13,12 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from fer.backends import LIVE_BACKEND
+from fer.detectors import LIVE_DETECTORS
 from fer.ui import (
     TIMELINE_WINDOW_S,
     LiveSession,
     ice_servers,
+    live_detector_label,
     recognizer_or_stop,
     timeline_chart,
 )
@@ -32,9 +34,12 @@ st.write(
     "are never stored."
 )
 
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns(3)
 smoothing = c1.toggle("Smooth labels over time", value=True, help="Average each face's emotions over its last frames")
 half_res = c2.toggle("Detect at half resolution", value=True, help="About 3x faster searches for new faces")
+detector = c3.selectbox("Face detector", LIVE_DETECTORS, format_func=live_detector_label, key="live-detector",
+                        help="The frames a second were measured at 640x480 with one face on this app's benchmark "
+                        "machine (benchmarks/detectors.md); the Haar cascade is the paper's per-frame detector")
 
 recognizer = recognizer_or_stop(backend=LIVE_BACKEND)  # the fastest format on this CPU: every frame counts
 
@@ -45,6 +50,7 @@ processor: LiveProcessor = st.session_state.live_processor
 session: LiveSession = st.session_state.live_session
 processor.smoothing = smoothing
 processor.detect_downscale = 0.5 if half_res else 1.0
+processor.use_detector(detector)
 
 
 def video_frame_callback(frame: av.VideoFrame) -> av.VideoFrame:

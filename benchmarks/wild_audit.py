@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, PHOTO_MODEL_DIR  # noqa: E402
-from fer.detection import crop_face  # noqa: E402
+from fer.framing import crop_face  # noqa: E402
 from fer.recognition import EmotionRecognizer  # noqa: E402
 from fer.tta import PHOTO_TTA  # noqa: E402
 from fer.wild import load_labels, pipeline_answer  # noqa: E402

@@ -189,23 +189,26 @@ def _decode(path: Path, resize: bool) -> tuple[np.ndarray | None, str]:
 
 @functools.cache
 def _photo_detector():
-    from fer.detection import HaarFaceDetector
+    from fer.detectors import PHOTO_DETECTOR, make_detector_or_fallback
 
-    return HaarFaceDetector()
+    return make_detector_or_fallback(PHOTO_DETECTOR)[0]
 
 
 def _decode_face(path: Path, uncropped: list[str]) -> tuple[np.ndarray | None, str]:
     """Decode one image; if it is not already 48x48, crop it to its largest face as the app would
-    (the whole image, resized, when no face is found; its path is added to `uncropped`)."""
-    from fer.detection import crop_face
+    (the same detector and framing; the whole image, resized, when no face is found; its path is
+    added to `uncropped`)."""
+    from fer.framing import crop_face
 
     image, why = _decode(path, resize=False)
     if image is not None or not why.startswith("wrong size"):
         return image, why
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-    faces = _photo_detector().detect_photo(image)
+    bgr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    detector = _photo_detector()
+    faces = detector.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if detector.uses_color else image)
     if faces:
-        return crop_face(image, faces[0], IMAGE_SIZE, FACE_MARGIN), ""
+        return crop_face(image, faces[0].box, IMAGE_SIZE, FACE_MARGIN), ""
     uncropped.append(str(path))
     return cv2.resize(image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA), ""
 
@@ -339,7 +342,7 @@ def _load_csv(path: Path) -> Dataset:
 def _cache_key(root: Path, files: list[tuple[Path, str]], val_fraction: float, seed: int, crop_faces: bool = True) -> str:
     # Face cropping only applies to class folders; other keys keep their earlier form (FER2013's cache stays valid).
     official = _has_official_split(files)
-    tag = f"|faces|margin{FACE_MARGIN}" if crop_faces and not official else ""
+    tag = f"|faces|{_photo_detector().name}|margin{FACE_MARGIN}" if crop_faces and not official else ""
     if not official and all(_official_split(p.name) for p, _ in files):
         tag += "|own-split"  # such folders were once read as FER2013's split: keep those caches out
     digest = hashlib.sha256(f"{_CACHE_VERSION}|{root.resolve()}|{val_fraction}|{seed}{tag}".encode())

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from fer.config import EMOTION_COLORS
-from fer.detection import Box
+from fer.detectors import Box
 from fer.recognition import Face
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -121,14 +121,7 @@ def evaluate_model_dir(
             "val_accuracy": result["val"]["accuracy"],
             "val_macro_f1": result["val"]["macro_f1"],
         }
-    if not wild:
-        metrics["in_the_wild"] = {"skipped": WILD_NOT_RUN}
-    else:
-        from fer.recognition import EmotionRecognizer
-        from fer.tta import PHOTO_TTA
-        from fer.wild import evaluate_wild_section
-
-        metrics["in_the_wild"] = evaluate_wild_section(EmotionRecognizer(model_dir, tta=PHOTO_TTA), wild_dir)
+    metrics["in_the_wild"] = wild_section(model_dir, wild_dir) if wild else {"skipped": WILD_NOT_RUN}
     for extra in ("train_config.json", "training.json"):
         path = model_dir / extra
         if path.exists():
@@ -136,6 +129,31 @@ def evaluate_model_dir(
     (model_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
     from fer.report import write_model_card
 
+    write_model_card(model_dir)
+    return metrics
+
+
+def wild_section(model_dir: Path, wild_dir: Path | None = None) -> dict:
+    """The whole pipeline on in-the-wild photos, as the upload page runs it (its detector, ten-crop)."""
+    from fer.recognition import EmotionRecognizer
+    from fer.tta import PHOTO_TTA
+    from fer.wild import evaluate_wild_section
+
+    return evaluate_wild_section(EmotionRecognizer(model_dir, tta=PHOTO_TTA), wild_dir)
+
+
+def update_wild_section(model_dir: Path, wild_dir: Path | None = None) -> dict:
+    """Recompute only metrics.json's in-the-wild section (after a change to detection or framing,
+    which leaves the FER2013 figures as they are), and rewrite the card."""
+    from fer.report import write_model_card
+
+    path = Path(model_dir) / METRICS_FILE
+    metrics = json.loads(path.read_text())
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path} does not hold a metrics object; run the whole evaluation")
+    metrics["in_the_wild"] = wild_section(Path(model_dir), wild_dir)
+    metrics["in_the_wild"]["evaluated_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    path.write_text(json.dumps(metrics, indent=1))
     write_model_card(model_dir)
     return metrics
 
@@ -184,7 +202,18 @@ def main(argv: list[str] | None = None) -> int:
                         "model was trained on, as its metrics.json records it, else FER2013)")
     parser.add_argument("--expw", type=Path, default=DEFAULT_EXPW_DIR,
                         help="ExpW in-the-wild photos for the whole-pipeline section (skipped, and said so, when absent)")
+    parser.add_argument("--only-wild", action="store_true",
+                        help="recompute only the in-the-wild section of metrics.json (after a detection change)")
     args = parser.parse_args(argv)
+    if args.only_wild:
+        try:
+            wild = update_wild_section(args.model_dir, args.expw)["in_the_wild"]
+        except (OSError, ValueError, ModelLoadError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.model_dir}: in the wild: " + (f"skipped ({wild['skipped']})" if "skipped" in wild else
+              f"all {wild['accuracy_all']:.4f}, found {wild['found_rate']:.4f}, on found {wild['accuracy_found']:.4f}"))
+        return 0
     try:
         data = load_dataset(args.data or default_data_for(args.model_dir), crop_faces=faces_cropped_for(args.model_dir))
         metrics = evaluate_model_dir(args.model_dir, data, wild_dir=args.expw)

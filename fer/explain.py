@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from fer.config import CLASS_NAMES, IMAGE_SIZE
-from fer.detection import crop_face
+from fer.framing import crop_face
 from fer.recognition import EmotionRecognizer, Face
 
 #: Side of the hidden square and its step, in pixels of the 48x48 crop: 11 x 11 = 121 occluded copies.

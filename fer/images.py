@@ -380,3 +380,21 @@ def _color_to_gray(image: np.ndarray, color_order: str) -> np.ndarray:
     codes = {("bgr", 3): cv2.COLOR_BGR2GRAY, ("rgb", 3): cv2.COLOR_RGB2GRAY,
              ("bgr", 4): cv2.COLOR_BGRA2GRAY, ("rgb", 4): cv2.COLOR_RGBA2GRAY}
     return cv2.cvtColor(np.ascontiguousarray(image), codes[(color_order, image.shape[2])])
+
+
+def as_rgb(image: np.ndarray, color_order: str = "bgr") -> np.ndarray:
+    """A numpy image that `as_gray` accepts, as HxWx3 uint8 RGB (gray is repeated, alpha dropped),
+    converted a band of rows at a time like `as_gray`; for detectors that look at colour."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] not in (3, 4) or image.size == 0:
+        return cv2.cvtColor(as_gray(image, color_order), cv2.COLOR_GRAY2RGB)  # as_gray refuses what is not an image
+    if color_order not in COLOR_ORDERS:
+        raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
+    check_dimensions(image.shape[1], image.shape[0])
+    convert = _uint8_converter(image)
+    codes = {("bgr", 3): cv2.COLOR_BGR2RGB, ("rgb", 3): None, ("bgr", 4): cv2.COLOR_BGRA2RGB, ("rgb", 4): cv2.COLOR_RGBA2RGB}
+    code = codes[(color_order, image.shape[2])]
+    rgb = np.empty((*image.shape[:2], 3), np.uint8)
+    for rows in _row_bands(image):
+        band = np.ascontiguousarray(convert(image[rows]))
+        rgb[rows] = band if code is None else cv2.cvtColor(band, code)
+    return rgb

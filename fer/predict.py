@@ -26,6 +26,7 @@ from tqdm import tqdm
 from fer.backends import AUTO_ORDERS, BACKEND_FILES, LIVE_BACKEND, PHOTO_BACKEND, ModelLoadError
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR, VIDEO_SUFFIXES
 from fer.data import IMAGE_SUFFIXES
+from fer.detectors import PHOTO_DETECTOR, VIDEO_DETECTOR, detector_names
 from fer.recognition import EmotionRecognizer, Face
 from fer.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES
 from fer.video import CSV_COLUMNS, Sampling, analyse_video, check_regular_file, face_row
@@ -100,9 +101,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"model format (default: {PHOTO_BACKEND} for images, {LIVE_BACKEND} for videos, "
                         "as the app serves them)")
     parser.add_argument("--whole-image", action="store_true", help="treat each image as one pre-cropped face")
-    parser.add_argument("--min-size", type=int, default=40, help="smallest face in pixels")
-    parser.add_argument("--min-neighbors", type=int, default=5)
-    parser.add_argument("--scale-factor", type=float, default=1.1)
+    parser.add_argument("--detector", choices=detector_names(), default=None,
+                        help=f"face detector (default: {PHOTO_DETECTOR} for images, {VIDEO_DETECTOR} for videos, as "
+                        "the app uses them)")
+    parser.add_argument("--min-size", type=int, default=None, help="smallest face in pixels (default: the detector's)")
+    parser.add_argument("--score-threshold", type=float, default=None,
+                        help="lowest detection score kept, 0-1, for detectors that score faces (default: the detector's)")
+    parser.add_argument("--min-neighbors", type=int, default=5, help="Haar cascade: higher finds fewer false faces")
+    parser.add_argument("--scale-factor", type=float, default=1.1, help="Haar cascade: smaller finds more faces, slower")
     parser.add_argument("--tta", choices=TTA_MODES, default=None,
                         help=f"test-time augmentation (default: {PHOTO_TTA} for images, {DEFAULT_TTA} for videos)")
     args = parser.parse_args(argv)
@@ -147,7 +153,7 @@ class Run:
                 bar.update(done - bar.n)
 
             analysis = analyse_video(path, self.video_recognizer, sampling=self.sampling, smoothing=self.args.smooth,
-                                     on_progress=progress)
+                                     on_progress=progress, detector=self.args.detector or VIDEO_DETECTOR)
         self._write_rows(analysis.tracks.records(str(path)))
         info = analysis.info
         result = {
@@ -222,8 +228,8 @@ def load_recognizers(args: argparse.Namespace, folders: dict[str, Path]) -> dict
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the recognizer's load warnings are printed below, one line each
             recognizer = loaded[folder, backend] = EmotionRecognizer(
-                folder, backend, scale_factor=args.scale_factor,
-                min_neighbors=args.min_neighbors, min_size=args.min_size,
+                folder, backend, detector=args.detector or PHOTO_DETECTOR, scale_factor=args.scale_factor,
+                min_neighbors=args.min_neighbors, min_size=args.min_size, score_threshold=args.score_threshold,
             )
         for message in getattr(recognizer, "load_warnings", ()):  # e.g. another model format used instead
             print(f"warning: {message}", file=sys.stderr)

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from fer.backends import Backend, ModelLoadError, ModelLoadWarning, describe_bad_probabilities, load_backend
 from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, FACE_MARGIN, IMAGE_SIZE
-from fer.detection import Box, DetectorSettings, HaarFaceDetector, crop_face, crop_square
-from fer.images import InvalidImageError, as_gray, read_image
+from fer.detectors import PHOTO_DETECTOR, Box, Detection, DetectorSettings, FaceDetector, make_detector_or_fallback
+from fer.framing import bounded_crop
+from fer.images import InvalidImageError, as_gray, as_rgb, read_image
 from fer.tta import DEFAULT_TTA, check_mode, predict_with_tta
 
 __all__ = ["EmotionRecognizer", "Face", "InvalidImageError", "ModelLoadError"]
@@ -28,12 +28,14 @@ __all__ = ["EmotionRecognizer", "Face", "InvalidImageError", "ModelLoadError"]
 
 @dataclass
 class Face:
-    """One face: its box (x, y, w, h) in the input image and the 7 class probabilities."""
+    """One face: its box (x, y, w, h) in the input image, the 7 class probabilities, and the
+    detector's score for it (None when the detector gives none, or the face was not detected)."""
 
     box: Box
     probabilities: dict[str, float]
     whole_image: bool = False
     extra: dict = field(default_factory=dict)
+    detection_score: float | None = None
 
     @property
     def label(self) -> str:
@@ -51,6 +53,7 @@ class Face:
             "confidence": round(self.confidence, 4),
             "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
             "whole_image": self.whole_image,
+            "detection_score": None if self.detection_score is None else round(self.detection_score, 4),
         }
 
 
@@ -65,10 +68,14 @@ class EmotionRecognizer:
         model_dir: a trained model folder (default: the shipped model in `models/`).
         backend: "auto" (the fastest float format), "realtime" (INT8 first where the CPU has 8-bit
             dot products, else float TFLite), "keras", "tflite", "tflite-int8" or "onnx".
-        scale_factor, min_neighbors, min_size: Haar cascade settings (min_size in input pixels).
-        detect_max_side: detection runs on a copy whose longer side is at most this.
-        second_detector: on still photos, also run dlib's HOG detector and add the faces the
-            cascade missed (found rate on ExpW web photos 63 % -> 78 %); video uses Haar alone.
+        detector: a name of `fer.detectors.DETECTORS` (default: the best measured on real photos,
+            BlazeFace; the Haar cascade plus dlib's HOG where BlazeFace's models are not installed,
+            with a load warning).
+        min_size: smallest face kept, in input pixels; score_threshold: lowest detection score kept
+            by detectors that score faces (None, for either: the detector's own default).
+            scale_factor, min_neighbors: Haar cascade settings.
+        detect_max_side: detection runs on a copy whose longer side is at most this (None: the
+            detector's own; 640 px for the Haar cascade, 1280 for BlazeFace, which scans in tiles).
         margin: extra border around each detected face, as a fraction of its size.
         threads: inference threads (None: the runtime's default).
         tta: test-time augmentation, "none", "flip" (default: mirror-averaged, ~2 points more
@@ -88,11 +95,12 @@ class EmotionRecognizer:
         model_dir: str | os.PathLike | None = None,
         backend: str = "auto",
         *,
+        detector: str = PHOTO_DETECTOR,
         scale_factor: float = 1.1,
         min_neighbors: int = 5,
-        min_size: int = 40,
-        detect_max_side: int = 640,
-        second_detector: bool = True,
+        min_size: int | None = None,
+        score_threshold: float | None = None,
+        detect_max_side: int | None = None,
         margin: float = FACE_MARGIN,
         threads: int | None = None,
         tta: str = DEFAULT_TTA,
@@ -102,11 +110,10 @@ class EmotionRecognizer:
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         self.margin = margin
         self.tta = check_mode(tta)
-        self.detector = HaarFaceDetector(
-            DetectorSettings(scale_factor=scale_factor, min_neighbors=min_neighbors,
-                             min_size=min_size, max_side=detect_max_side, second_detector=second_detector)
-        )
         self.load_warnings: list[str] = []
+        settings = DetectorSettings(scale_factor=scale_factor, min_neighbors=min_neighbors, min_size=min_size,
+                                    max_side=detect_max_side, score_threshold=score_threshold)
+        self.detector: FaceDetector = self._make_detector(detector, settings)
         self.backend: Backend = load_backend(self.model_dir, backend, threads, on_warning=self.load_warnings.append)
         for message in self.load_warnings:
             warnings.warn(message, ModelLoadWarning, stacklevel=2)
@@ -115,12 +122,20 @@ class EmotionRecognizer:
     def backend_name(self) -> str:
         return self.backend.name
 
-    def with_settings(self, tta: str | None = None, **settings) -> EmotionRecognizer:
-        """A recognizer sharing this one's loaded model but with other detection settings
-        (scale_factor, min_neighbors, min_size, max_side) or test-time augmentation, so a
-        settings change costs no model load."""
+    def _make_detector(self, name: str, settings: DetectorSettings) -> FaceDetector:
+        """The detector `name`; the photo default falls back (with a load warning) where it cannot run."""
+        detector, note = make_detector_or_fallback(name, settings)
+        if note and note not in self.load_warnings:
+            self.load_warnings.append(note)
+        return detector
+
+    def with_settings(self, tta: str | None = None, detector: str | None = None, **settings) -> EmotionRecognizer:
+        """A recognizer sharing this one's loaded model but with another detector, other detection
+        settings (scale_factor, min_neighbors, min_size, max_side, score_threshold) or test-time
+        augmentation, so a settings change costs no model load (detectors share their native objects)."""
         clone = copy.copy(self)
-        clone.detector = HaarFaceDetector(replace(self.detector.settings, **settings))
+        clone.load_warnings = list(self.load_warnings)
+        clone.detector = clone._make_detector(detector or self.detector.name, replace(self.detector.settings, **settings))
         clone.tta = check_mode(tta) if tta is not None else self.tta
         return clone
 
@@ -133,7 +148,7 @@ class EmotionRecognizer:
         color_order: str = "bgr",
         whole_image: bool = False,
         detect_downscale: float | None = None,
-        boxes: Sequence[Box] | None = None,
+        boxes: Sequence[Box | Detection] | None = None,
     ) -> list[Face]:
         """All faces in `image`, largest first.
 
@@ -141,26 +156,30 @@ class EmotionRecognizer:
         path / encoded bytes. `whole_image=True` skips detection and treats the image as one
         face (for pre-cropped photos such as FER2013's). `detect_downscale` (e.g. 0.5) runs
         detection at that fraction of the resolution instead of the `detect_max_side` rule.
-        `boxes` skips detection and classifies these (x, y, w, h) boxes (video: `FaceFollower`);
-        they are clipped to the image, and a box with nothing inside raises `ValueError`.
+        `boxes` skips detection and classifies these (x, y, w, h) boxes or `Detection`s (video:
+        `FaceFollower`); they are clipped to the image, and a box with nothing inside raises `ValueError`.
 
         Boxes are in the coordinates of the array given, or for a file of the image `read_image`
         returns (the file's own size unless it is over `fer.images.MAX_DECODED_PIXELS`).
         Raises `InvalidImageError` for an unusable image, `ModelLoadError` if the model
         returns non-finite probabilities.
         """
-        gray = self.to_gray(image, color_order)
+        if isinstance(image, (str, os.PathLike, bytes, bytearray)):
+            image, color_order = read_image(image), "rgb"
+        gray = as_gray(image, color_order)
         if whole_image:
             height, width = gray.shape
-            return [self._faces(_pad_square_resize(gray)[None], [(0, 0, width, height)], whole_image=True)[0]]
+            return [self._faces(_pad_square_resize(gray)[None], [Detection((0, 0, width, height))], whole_image=True)[0]]
         if boxes is None:
-            boxes = self.detector.detect_photo(gray, detect_downscale)
+            view = as_rgb(image, color_order) if self.detector.uses_color else gray
+            detections = self.detector.detect(view, detect_downscale)
         else:
-            boxes = [clip_box(box, gray.shape) for box in boxes]
-        if not boxes:
+            detections = [Detection(clip_box(b.box, gray.shape), b.score, b.landmarks) if isinstance(b, Detection)
+                          else Detection(clip_box(b, gray.shape)) for b in boxes]
+        if not detections:
             return []
-        crops = np.stack([bounded_crop(gray, box, IMAGE_SIZE, self.margin) for box in boxes])
-        return self._faces(crops, boxes)
+        crops = np.stack([bounded_crop(gray, d.box, IMAGE_SIZE, self.margin) for d in detections])
+        return self._faces(crops, detections)
 
     def predict_faces(self, crops: Sequence[np.ndarray] | np.ndarray, *, color_order: str = "bgr") -> list[Face]:
         """Classify already-cropped faces in one batch; each box is the whole crop."""
@@ -170,7 +189,7 @@ class EmotionRecognizer:
         if not grays:
             return []
         batch = np.stack([_pad_square_resize(g) for g in grays])
-        return self._faces(batch, [(0, 0, g.shape[1], g.shape[0]) for g in grays], whole_image=True)
+        return self._faces(batch, [Detection((0, 0, g.shape[1], g.shape[0])) for g in grays], whole_image=True)
 
     def classify(self, faces48: np.ndarray) -> np.ndarray:
         """Probabilities (N, 7) for a uint8 batch (N, 48, 48) of face crops, averaged over the
@@ -196,13 +215,13 @@ class EmotionRecognizer:
 
     # ------------------------------------------------------------ internals
 
-    def _faces(self, crops: np.ndarray, boxes: list[Box], whole_image: bool = False) -> list[Face]:
+    def _faces(self, crops: np.ndarray, detections: list[Detection], whole_image: bool = False) -> list[Face]:
         probs = self.classify(crops)
         return [
-            Face(box=tuple(int(v) for v in box),
+            Face(box=tuple(int(v) for v in d.box),
                  probabilities={name: float(p) for name, p in zip(CLASS_NAMES, row)},
-                 whole_image=whole_image)
-            for box, row in zip(boxes, probs)
+                 whole_image=whole_image, detection_score=d.score)
+            for d, row in zip(detections, probs)
         ]
 
 
@@ -234,43 +253,3 @@ def clip_box(box: Sequence[float], shape: tuple[int, ...]) -> Box:
     if x1 <= x0 or y1 <= y0:
         raise ValueError(f"box {tuple(box)} has no pixels inside the {width}x{height} image")
     return (x0, y0, x1 - x0, y1 - y0)
-
-
-#: `crop_face` pads the whole image when a crop reaches past its edge; above this many padded
-#: pixels, `bounded_crop` shrinks the part inside the image first and pads only the small result.
-_MAX_PADDED_PIXELS = 16_000_000
-
-
-def bounded_crop(gray: np.ndarray, box: Box, size: int, margin: float) -> np.ndarray:
-    """`crop_face` (same pixels for every ordinary box) in memory bounded by the output, not by the box.
-
-    A huge box, or whole-image mode on a long thin image, would otherwise pad the image to the
-    crop's square: a 100000x8 image asks for 100000^2 bytes.
-    """
-    x0, y0, x1, y1 = crop_square(box, margin)
-    height, width = gray.shape[:2]
-    pad = max(0, -x0, -y0, x1 - width, y1 - height)
-    if not pad or (height + 2 * pad) * (width + 2 * pad) <= _MAX_PADDED_PIXELS:
-        return crop_face(gray, box, size, margin)
-    scale = size / (x1 - x0)
-    ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
-    inner_w = min(size, max(1, round((ix1 - ix0) * scale)))
-    inner_h = min(size, max(1, round((iy1 - iy0) * scale)))
-    left = min(size - inner_w, max(0, round((ix0 - x0) * scale)))
-    top = min(size - inner_h, max(0, round((iy0 - y0) * scale)))
-    right, bottom = left + inner_w, top + inner_h
-    region = gray[iy0:iy1, ix0:ix1]
-    out = np.empty((size, size), np.uint8)
-
-    def shrink(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
-        return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA).reshape(height, width)
-
-    out[top:bottom, left:right] = shrink(region, inner_w, inner_h)
-    # The border repeats the image's outermost rows and columns, as crop_face's edge padding does.
-    out[top:bottom, :left] = shrink(region[:, :1], 1, inner_h)
-    out[top:bottom, right:] = shrink(region[:, -1:], 1, inner_h)
-    out[:top, left:right] = shrink(region[:1], inner_w, 1)
-    out[bottom:, left:right] = shrink(region[-1:], inner_w, 1)
-    out[:top, :left], out[:top, right:] = region[0, 0], region[0, -1]
-    out[bottom:, :left], out[bottom:, right:] = region[-1, 0], region[-1, -1]
-    return out

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer.config import CLASS_NAMES
-from fer.detection import Box
+from fer.detectors import Box
 from fer.recognition import Face
 
 

@@ -111,7 +111,8 @@ def faces_records(faces: list[Face], image_name: str = "") -> list[dict]:
     for i, face in enumerate(faces, 1):
         x, y, w, h = face.box
         row = {"image": image_name, "face": i, "label": face.label, "confidence": round(face.confidence, 4),
-               "x": x, "y": y, "width": w, "height": h}
+               "x": x, "y": y, "width": w, "height": h,
+               "detection_score": None if face.detection_score is None else round(face.detection_score, 4)}
         row.update({name: round(face.probabilities[name], 4) for name in CLASS_NAMES})
         rows.append(row)
     return rows
@@ -272,16 +273,18 @@ class LiveSession:
         rows = self._table()
         if not len(rows):
             return []
-        rows = rows[rows[:, 1] >= self.last_frame_s - window_s]
-        ids, counts = np.unique(rows[:, 2].astype(int), return_counts=True)
-        last_seen = {int(i): float(rows[rows[:, 2] == i, 1].max()) for i, n in zip(ids, counts) if n >= min_frames}
+        time, face_id = FaceTracks.TIME, FaceTracks.FACE_ID
+        rows = rows[rows[:, time] >= self.last_frame_s - window_s]
+        ids, counts = np.unique(rows[:, face_id].astype(int), return_counts=True)
+        last_seen = {int(i): float(rows[rows[:, face_id] == i, time].max()) for i, n in zip(ids, counts) if n >= min_frames}
         return sorted(sorted(last_seen, key=last_seen.get, reverse=True)[:limit])
 
     def timeline(self, face_id: int, window_s: float = TIMELINE_WINDOW_S) -> tuple[np.ndarray, np.ndarray]:
         """Times (seconds since START) and probabilities (N, 7) of one face over the last `window_s`."""
         rows = self._table()
-        rows = rows[(rows[:, 2] == face_id) & (rows[:, 1] >= (self.last_frame_s or 0.0) - window_s)]
-        return rows[:, 1], rows[:, 7:]
+        recent = rows[:, FaceTracks.TIME] >= (self.last_frame_s or 0.0) - window_s
+        rows = rows[(rows[:, FaceTracks.FACE_ID] == face_id) & recent]
+        return rows[:, FaceTracks.TIME], rows[:, FaceTracks.PROBABILITIES]
 
     def csv(self) -> str:
         """One row per face per frame, with its face ID (the video page's CSV columns)."""
@@ -298,6 +301,27 @@ def timeline_chart(times: np.ndarray, probabilities: np.ndarray, title: str, x_t
                       height=280, margin=dict(l=10, r=10, t=40, b=10), legend=dict(font=dict(size=10)))
     return fig
 
+
+
+#: What `python -m benchmarks.detectors` measured, for the live page's detector choice.
+DETECTOR_BENCHMARK = fer.config.PROJECT_ROOT / "benchmarks" / "detectors.json"
+
+
+@st.cache_data(show_spinner=False, max_entries=1)
+def measured_live_fps(_mtime: float = 0.0) -> dict[str, float]:
+    """Live-pipeline frames a second per detector, as the benchmark measured them (empty when it has
+    not been run, or its file is unreadable)."""
+    try:
+        measured = json.loads(DETECTOR_BENCHMARK.read_text())["speed"]["live_fps"]
+        return {name: float(row["fps"]) for name, row in measured.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def live_detector_label(name: str) -> str:
+    """A live detector's name with its measured frames a second, for the live page's choice."""
+    fps = measured_live_fps(DETECTOR_BENCHMARK.stat().st_mtime if DETECTOR_BENCHMARK.exists() else 0.0).get(name)
+    return f"{name} ({fps:.0f} FPS measured)" if fps else name
 
 
 def ice_servers() -> list[dict] | None:

@@ -36,8 +36,9 @@ from fer.config import (
     VIDEO_MAX_PIXELS,
     VIDEO_MAX_SECONDS,
 )
-from fer.detection import FaceFollower
+from fer.detectors import LIVE_DETECTOR, VIDEO_DETECTOR, FaceFollower, make_detector
 from fer.drawing import draw_faces
+from fer.images import as_gray, as_rgb
 from fer.recognition import EmotionRecognizer, Face
 from fer.smoothing import FaceSmoother
 
@@ -71,10 +72,12 @@ class LiveProcessor:
     Thread-safe: frames from several threads are processed one at a time (the tracks and smoothing
     carry state from frame to frame), and many processors may share one recognizer.
 
-    Settings (`smoothing`, `detect_downscale`) may be changed from another thread between
-    frames; they are read once per frame. Faces are found with a full scan every
-    `full_scan_every` frames and re-detected near their last box in between (`FaceFollower`),
-    which is what makes the pipeline real-time: the full scan is most of a frame's cost.
+    Settings (`smoothing`, `detect_downscale`, `use_detector`) may be changed from another thread
+    between frames; they are read once per frame. `detector` names the face detector (default: the
+    live page's Haar cascade; `fer.detectors.DETECTORS`), with the recognizer's detection settings.
+    With the Haar cascade, faces are found with a full scan every `full_scan_every` frames and
+    re-detected near their last box in between (`FaceFollower`), which is what makes the pipeline
+    real-time: the full scan is most of a frame's cost.
     """
 
     def __init__(
@@ -85,11 +88,13 @@ class LiveProcessor:
         detect_downscale: float = 0.5,
         full_scan_every: int = 5,
         max_queue: int = 1000,
+        detector: str = LIVE_DETECTOR,
     ):
         self.recognizer = recognizer
         self.smoothing = smoothing
         self.detect_downscale = detect_downscale
-        self.follower = FaceFollower(recognizer.detector, full_scan_every, detect_downscale)
+        self.full_scan_every = full_scan_every
+        self.follower = self._follower(detector)
         self.smoother = FaceSmoother()
         self.results: queue.Queue[FrameResult] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()
@@ -99,6 +104,21 @@ class LiveProcessor:
         self._frames = 0
         self._faces_seen = 0
         self._started = time.perf_counter()
+
+    def _follower(self, detector: str) -> FaceFollower:
+        return FaceFollower(make_detector(detector, self.recognizer.detector.settings), self.full_scan_every,
+                            self.detect_downscale)
+
+    @property
+    def detector_name(self) -> str:
+        return self.follower.detector.name
+
+    def use_detector(self, name: str) -> None:
+        """Find faces with the detector `name` from the next frame on (known faces are found afresh)."""
+        if name != self.detector_name:
+            follower = self._follower(name)
+            with self._pipeline_lock:
+                self.follower = follower
 
     def process(self, frame_bgr: np.ndarray) -> np.ndarray:
         """Annotate one BGR frame. Never raises: on error the frame comes back unannotated."""
@@ -120,10 +140,11 @@ class LiveProcessor:
         error = None
         faces: list[Face] = []
         try:
-            gray = self.recognizer.to_gray(frame_bgr, "bgr")
+            gray = as_gray(frame_bgr, "bgr")
             with self._pipeline_lock:  # follower and smoother carry state from frame to frame
                 self.follower.downscale = self.detect_downscale
-                faces = self.recognizer.predict(gray, boxes=self.follower.update(gray))
+                view = as_rgb(frame_bgr, "bgr") if self.follower.detector.uses_color else gray
+                faces = self.recognizer.predict(gray, boxes=self.follower.update(view))
                 tracked = self.smoother.update(faces)
                 faces = tracked if self.smoothing else [
                     replace(raw, extra={**raw.extra, "track_id": t.extra["track_id"]}) for raw, t in zip(faces, tracked)
@@ -415,7 +436,7 @@ def _to_bgr(frame, index: int, time_s: float, max_side: int) -> VideoFrame:
 
 #: One row per face per analysed frame: the CSV of the app's video page and of the CLI.
 CSV_COLUMNS: tuple[str, ...] = ("source", "frame", "time_s", "face", "x", "y", "width", "height",
-                                "label", "confidence", *CLASS_NAMES)
+                                "detection_score", "label", "confidence", *CLASS_NAMES)
 
 
 def face_row(face: Face, face_id: int, *, source: str = "", frame: int | None = None,
@@ -425,16 +446,24 @@ def face_row(face: Face, face_id: int, *, source: str = "", frame: int | None = 
     x, y, w, h = (round(v * scale) for v in face.box)
     row = {"source": source, "frame": "" if frame is None else frame,
            "time_s": "" if time_s is None else round(time_s, 3), "face": face_id,
-           "x": x, "y": y, "width": w, "height": h, "label": face.label, "confidence": round(face.confidence, 4)}
+           "x": x, "y": y, "width": w, "height": h,
+           "detection_score": "" if face.detection_score is None else round(face.detection_score, 4),
+           "label": face.label, "confidence": round(face.confidence, 4)}
     row.update({name: round(face.probabilities[name], 4) for name in CLASS_NAMES})
     return row
 
 
 class FaceTracks:
-    """Every face of every analysed frame, 14 numbers each (about 110 bytes): an hour of one face
-    at 30 fps is 12 MB, so a whole video's results stay in memory while its frames do not."""
+    """Every face of every analysed frame, 15 numbers each (120 bytes): an hour of one face at
+    30 fps is 13 MB, so a whole video's results stay in memory while its frames do not.
 
-    _FIELDS = ("frame", "time_s", "face", "x", "y", "width", "height", *CLASS_NAMES)
+    `table()` columns: FRAME, TIME, FACE_ID, BOX (x, y, width, height), PROBABILITIES (7) and
+    SCORE (the detection score, NaN where the detector gives none)."""
+
+    _FIELDS = ("frame", "time_s", "face", "x", "y", "width", "height", *CLASS_NAMES, "detection_score")
+    FRAME, TIME, FACE_ID, BOX = 0, 1, 2, slice(3, 7)
+    PROBABILITIES = slice(7, 7 + len(CLASS_NAMES))
+    SCORE = 7 + len(CLASS_NAMES)
 
     def __init__(self) -> None:
         self._data = array("d")
@@ -443,33 +472,37 @@ class FaceTracks:
         for face in result.faces:
             self._data.extend((result.frame_index, result.timestamp, face.extra.get("track_id", 0),
                                *(round(v * scale) for v in face.box),
-                               *(face.probabilities[name] for name in CLASS_NAMES)))
+                               *(face.probabilities[name] for name in CLASS_NAMES),
+                               math.nan if face.detection_score is None else face.detection_score))
 
     def __len__(self) -> int:
         return len(self._data) // len(self._FIELDS)
 
     def table(self) -> np.ndarray:
-        """(rows, 14): frame, time_s, face ID, x, y, width, height, then the 7 probabilities."""
+        """(rows, 15): frame, time_s, face ID, x, y, width, height, the 7 probabilities, the detection score."""
         return np.frombuffer(self._data, dtype=np.float64).reshape(-1, len(self._FIELDS)) if self._data else \
             np.zeros((0, len(self._FIELDS)))
 
     def face_ids(self) -> list[int]:
         """Track IDs, the faces seen longest first."""
-        ids, counts = np.unique(self.table()[:, 2].astype(int), return_counts=True)
+        ids, counts = np.unique(self.table()[:, self.FACE_ID].astype(int), return_counts=True)
         return [int(i) for i in ids[np.argsort(-counts, kind="stable")]]
 
     def timeline(self, face_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Times (N,) and probabilities (N, 7) of one face, in time order."""
         rows = self.table()
-        rows = rows[rows[:, 2] == face_id]
-        return rows[:, 1], rows[:, 7:]
+        rows = rows[rows[:, self.FACE_ID] == face_id]
+        return rows[:, self.TIME], rows[:, self.PROBABILITIES]
 
     def records(self, source: str = "") -> Iterator[dict]:
         """CSV rows (`CSV_COLUMNS`), in frame order."""
         for row in self.table():
-            probabilities = dict(zip(CLASS_NAMES, row[7:].tolist()))
-            face = Face(box=tuple(int(v) for v in row[3:7]), probabilities=probabilities)
-            yield face_row(face, int(row[2]), source=source, frame=int(row[0]), time_s=float(row[1]))
+            probabilities = dict(zip(CLASS_NAMES, row[self.PROBABILITIES].tolist()))
+            score = float(row[self.SCORE])
+            face = Face(box=tuple(int(v) for v in row[self.BOX]), probabilities=probabilities,
+                        detection_score=None if math.isnan(score) else score)
+            yield face_row(face, int(row[self.FACE_ID]), source=source, frame=int(row[self.FRAME]),
+                           time_s=float(row[self.TIME]))
 
     def summary(self, frame_seconds: float) -> list[dict]:
         """Per face: when it was seen, for how long, the share of its time in each emotion (by the
@@ -477,8 +510,8 @@ class FaceTracks:
         rows = self.table()
         out = []
         for face_id in self.face_ids():
-            mine = rows[rows[:, 2] == face_id]
-            labels = mine[:, 7:].argmax(axis=1)
+            mine = rows[rows[:, self.FACE_ID] == face_id]
+            labels = mine[:, self.PROBABILITIES].argmax(axis=1)
             share = np.bincount(labels, minlength=len(CLASS_NAMES)) / len(mine)
             out.append({
                 "face": face_id, "first_s": round(float(mine[0, 1]), 2), "last_s": round(float(mine[-1, 1]), 2),
@@ -597,6 +630,7 @@ def analyse_video(
     annotated_path: str | os.PathLike | None = None,
     on_progress: ProgressCallback | None = None,
     progress_every_s: float = 0.25,
+    detector: str = VIDEO_DETECTOR,
 ) -> VideoAnalysis:
     """Run a video file through the live page's per-frame engine (`LiveProcessor`), frame by frame.
 
@@ -610,7 +644,7 @@ def analyse_video(
     rate = sampling.rate(info)
     # The live page's timing, in seconds of video rather than frames, so that a sampled video
     # gets a full scan as often and keeps a briefly hidden face's ID as long.
-    processor = LiveProcessor(recognizer, smoothing=smoothing,
+    processor = LiveProcessor(recognizer, smoothing=smoothing, detector=detector,
                               full_scan_every=max(1, round(rate * FULL_SCAN_INTERVAL_S)))
     processor.smoother = FaceSmoother(max_missed=max(5, round(rate * TRACK_MEMORY_S)),
                                       min_iou=0.3 if rate >= 10 else 0.1)

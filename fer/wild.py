@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR
-from fer.detection import Box, box_iou
+from fer.detectors import Box, box_iou
 from fer.images import InvalidImageError, read_image
 
 #: A detection counts as the labelled face when their boxes overlap by at least this IoU.
@@ -165,8 +165,8 @@ def pipeline_settings(recognizer) -> dict:
     """What the figures depend on besides the weights: detector settings, crop margin, TTA, runtime."""
     from dataclasses import asdict
 
-    return {**asdict(recognizer.detector.settings), "margin": recognizer.margin, "tta": recognizer.tta,
-            "backend": recognizer.backend_name}
+    return {"detector": recognizer.detector.name, **asdict(recognizer.detector.settings), "margin": recognizer.margin,
+            "tta": recognizer.tta, "backend": recognizer.backend_name}
 
 
 def evaluate_wild_section(recognizer, root: Path | str | None = None) -> dict:

@@ -168,14 +168,21 @@ def test_upload_page_test_time_augmentation_setting():
     assert not app.exception
 
 
-def test_upload_page_detection_sliders_start_at_the_librarys_defaults():
-    from fer.detection import DetectorSettings
+def test_upload_page_detection_settings_start_at_the_detectors_defaults():
+    from fer.detectors import PHOTO_DETECTOR, make_detector
 
-    defaults = DetectorSettings()
     app = _run(UPLOAD)
+    assert app.selectbox(key="detector").value == PHOTO_DETECTOR
+    detector = make_detector(PHOTO_DETECTOR)
     sliders = {s.label: s.value for s in app.slider}
-    assert sliders == {"Scale factor": defaults.scale_factor, "Min neighbours": defaults.min_neighbors,
-                       "Min face size (px)": defaults.min_size}
+    assert sliders == {"Min face size (px)": detector.default_min_size,
+                       "Detection score threshold": detector.default_score_threshold}
+    app.selectbox(key="detector").set_value("haar").run()  # the cascade's own knobs replace the score
+    haar = make_detector("haar")
+    sliders = {s.label: s.value for s in app.slider}
+    assert sliders == {"Min face size (px)": haar.default_min_size, "Scale factor": haar.settings.scale_factor,
+                       "Min neighbours": haar.settings.min_neighbors}
+    assert not app.exception
 
 
 def test_group_photo_faces_are_numbered_in_reading_order_everywhere(group_photo):

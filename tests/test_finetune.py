@@ -18,7 +18,8 @@ from fer import evaluate as evaluate_cli
 from fer import train as train_cli
 from fer.config import CLASS_NAMES, FACE_MARGIN, PROJECT_ROOT
 from fer.data import load_dataset
-from fer.detection import HaarFaceDetector, crop_face
+from fer.detectors import PHOTO_DETECTOR, make_detector_or_fallback
+from fer.framing import crop_face
 from fer.report import list_model_dirs
 from tests.conftest import synthetic_face
 
@@ -44,8 +45,11 @@ def test_photos_in_class_folders_are_cropped_to_their_face(user_folder):
     assert len(data.train) + len(data.val) + len(data.test) == 27 and not data.skipped
     assert data.uncropped == [str(user_folder / "sad" / "wall.jpg")]  # no face: used whole, and said so
     assert "no face found in 1 image(s)" in data.describe()
-    gray = cv2.imread(str(user_folder / "happy" / "photo_a.jpg"), cv2.IMREAD_GRAYSCALE)
-    expected = crop_face(gray, HaarFaceDetector().detect_photo(gray)[0], 48, FACE_MARGIN)
+    bgr = cv2.imread(str(user_folder / "happy" / "photo_a.jpg"))
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    detector = make_detector_or_fallback(PHOTO_DETECTOR)[0]  # the photo pipeline's own detector
+    view = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if detector.uses_color else gray
+    expected = crop_face(gray, detector.detect(view)[0].box, 48, FACE_MARGIN)
     everything = np.concatenate([data.train.images, data.val.images, data.test.images])
     assert any(np.array_equal(image, expected) for image in everything)  # framed as the app frames faces
     whole = load_dataset(user_folder, use_cache=False, crop_faces=False)

@@ -22,9 +22,9 @@ from PIL import Image
 
 from fer import EmotionRecognizer, InvalidImageError
 from fer.backends import ModelLoadWarning
-from fer.detection import DetectorSettings, crop_face
+from fer.detectors import DetectorSettings
+from fer.framing import bounded_crop, crop_face
 from fer.images import MAX_FILE_BYTES, read_image
-from fer.recognition import bounded_crop
 from tests import craft
 
 #: The issue's goal: any file up to 25 MB within 500 MB above the resting process.
@@ -196,7 +196,7 @@ def test_long_names_large_and_unreadable_files_are_clean_errors(tmp_path, monkey
 @pytest.mark.parametrize("settings", [
     {"scale_factor": float("inf")}, {"scale_factor": float("nan")}, {"scale_factor": 1.0001}, {"scale_factor": 3.0},
     {"min_size": float("nan")}, {"min_size": 4}, {"min_size": 10**9}, {"min_neighbors": -1}, {"min_neighbors": 2.5},
-    {"max_side": 10**6}, {"max_side": True},
+    {"max_side": 10**6}, {"max_side": True}, {"score_threshold": 1.5}, {"score_threshold": float("nan")},
 ])
 def test_unusable_detector_settings_are_refused_with_their_range(settings):
     name = next(iter(settings))
@@ -232,9 +232,9 @@ def test_bounded_crop_matches_crop_face_and_bounds_the_rest(astronaut_rgb, monke
             np.testing.assert_array_equal(bounded_crop(gray, box, 48, margin), crop_face(gray, box, 48, margin))
     # Forced onto the shrink-then-pad path, a crop of a smooth image lands on the same pixels (a
     # shift of even half an output pixel would be ~5 grey levels on this ramp).
-    import fer.recognition
+    import fer.framing
 
-    monkeypatch.setattr(fer.recognition, "_MAX_PADDED_PIXELS", 0)
+    monkeypatch.setattr(fer.framing, "_MAX_PADDED_PIXELS", 0)
     rows, columns = np.mgrid[0:512, 0:512]
     ramp = (columns * 0.3 + rows * 0.15).astype(np.uint8)
     for box in boxes:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from fer import CLASS_NAMES, EmotionRecognizer, InvalidImageError, ModelLoadError
-from fer.detection import crop_face
+from fer.framing import crop_face
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fer import EmotionRecognizer
-from fer.detection import crop_face
+from fer.framing import crop_face
 from fer.tta import TEN_CROP_SHIFT, TTA_MODES, predict_with_tta, tta_views
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fer.config import CLASS_NAMES, VIDEO_FRAME_BUDGET, VIDEO_MAX_FPS, VIDEO_MAX_SECONDS
-from fer.detection import FaceFollower, HaarFaceDetector
+from fer.detectors import FaceFollower, HaarFaceDetector
 from fer.recognition import EmotionRecognizer, Face
 from fer.smoothing import FaceSmoother, iou
 from fer.video import (
@@ -142,7 +142,7 @@ def test_follower_keeps_boxes_on_a_moving_face_with_few_full_scans(astronaut_rgb
         truth = reference.detect(gray, 0.5)
         assert len(truth) == 1, "the reference scan must see the one face"
         assert len(boxes) == 1
-        overlaps.append(iou(boxes[0], truth[0]))
+        overlaps.append(iou(boxes[0].box, truth[0].box))
     # The face moves up to ~13 px a frame; every followed box still matches a full scan's box.
     assert min(overlaps) >= 0.6 and np.mean(overlaps) >= 0.8, overlaps
     assert detector.full_scans <= len(frames) // 5 + 3

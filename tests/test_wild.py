@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import wild_audit as audit
 from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, PROJECT_ROOT
-from fer.detection import box_iou
+from fer.detectors import box_iou
 from fer.wild import CHECK_SUBSET, evaluate_wild_section, load_labels, match_face, wild_report
 
 
