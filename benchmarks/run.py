@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from fer import EmotionRecognizer  # noqa: E402
 from fer.backends import BACKEND_FILES, LIVE_BACKEND, available_backends, load_backend  # noqa: E402
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
+from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR  # noqa: E402
 from fer.drawing import draw_faces  # noqa: E402
 from fer.report import list_model_dirs  # noqa: E402
 from fer.smoothing import iou  # noqa: E402
@@ -122,14 +123,14 @@ def pipeline_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
     faces move; its boxes are compared with a full scan of the same frame (mean IoU).
     """
     cv2.setNumThreads(1)
-    recognizer = EmotionRecognizer(model_dir, backend, threads=1)
+    recognizer = EmotionRecognizer(model_dir, backend, threads=1, detector=LIVE_DETECTOR)
     photo = face_photo()
     rows = []
     for faces in (1, 3, 10):
         frame = make_frame(faces, photo)
         for label, downscale in (("full", 1.0), ("half", 0.5)):
             def scan(frame=frame, downscale=downscale):
-                # The cascade alone, as video runs it (photos add the HOG detector: see photo_rows).
+                # The live page's detector (photos use another: see photo_rows).
                 boxes = recognizer.detector.detect(recognizer.to_gray(frame), downscale)
                 return recognizer.predict(frame, boxes=boxes) if boxes else []
 
@@ -150,9 +151,9 @@ def pipeline_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
         for f in clip:  # one pass again, now checking every frame's boxes against a full scan
             processor.process(f)
             truth = recognizer.detector.detect(recognizer.to_gray(f), 0.5)
-            boxes = list(processor.follower.boxes)
+            boxes = [face.box for face in processor.follower.faces]
             kept.append(len(boxes))
-            overlaps += [max((iou(t, b) for b in boxes), default=0.0) for t in truth]
+            overlaps += [max((iou(t.box, b) for b in boxes), default=0.0) for t in truth]
         rows.append({"faces": faces, "found": int(np.median(kept)),
                      "detection": "half resolution, full scan every 5th frame, re-detection near faces between",
                      "ms_per_frame": med, "p95": p95, "fps": 1000 / mean, "box_iou": float(np.mean(overlaps))})
@@ -160,14 +161,14 @@ def pipeline_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
 
 
 def photo_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
-    """One photo through `EmotionRecognizer.predict` as the upload page and CLI run it (Haar + HOG
-    detection, ten-crop), against the cascade alone, at the photo's size and at 1600 px."""
+    """One photo through `EmotionRecognizer.predict` as the upload page and CLI run it (the photo
+    detector, ten-crop), against the earlier Haar + HOG and the cascade alone, at the photo's size and at 1600 px."""
     photo = face_photo()
     rows = []
     for size in (photo.shape[1], 1600):
         image = photo if size == photo.shape[1] else cv2.resize(photo, (size, size), interpolation=cv2.INTER_CUBIC)
-        for label, second in (("Haar + HOG (photos)", True), ("Haar only", False)):
-            recognizer = EmotionRecognizer(model_dir, backend, threads=1, tta=PHOTO_TTA, second_detector=second)
+        for label in (PHOTO_DETECTOR, "haar+hog", "haar"):
+            recognizer = EmotionRecognizer(model_dir, backend, threads=1, tta=PHOTO_TTA, detector=label)
             found = len(recognizer.predict(image))
             med, p95 = timed(lambda r=recognizer, i=image: r.predict(i), max(20, repeats // 10))
             rows.append({"model": model_dir.name, "size": f"{size}x{size}", "detection": label, "found": found,

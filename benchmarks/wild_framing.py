@@ -34,11 +34,12 @@ def matched_faces(recognizer: EmotionRecognizer, faces) -> tuple[list, np.ndarra
     found = []
     for i, face in enumerate(faces):
         try:
-            gray = as_gray(read_image(face.path), "rgb")
+            rgb = read_image(face.path)
         except InvalidImageError:
             found.append((None, None))
             continue
-        boxes = recognizer.detector.detect_photo(gray)
+        gray = as_gray(rgb, "rgb")
+        boxes = [d.box for d in recognizer.detector.detect(rgb if recognizer.detector.uses_color else gray)]
         hit = match_face(boxes, face.box)
         found.append((gray, boxes[hit] if hit is not None else None))
         if (i + 1) % 500 == 0:
