@@ -1,6 +1,6 @@
 """One shared recognizer under concurrent callers: `python -m benchmarks.concurrency`.
 
-The photo pipeline as the upload page runs it (photo model, ten-crop, Haar + HOG) on one-face
+The photo pipeline as the upload page runs it (photo model, ten-crop, its detector) on one-face
 photos of 640x480 to 1024x768, from 1, 4 and 8 threads at once, with the detectors' pools capped
 at 1 instance (the same as one lock), 2, and the default. Each setting runs in a fresh process, so
 its peak memory is its own. Writes benchmarks/concurrency.md.
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "concurrency.md")
     args = parser.parse_args(argv)
+    from fer.detectors import PHOTO_DETECTOR
     from fer.machine import machine_summary
     from fer.pool import DEFAULT_POOL_SIZE
 
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: {machine_summary()}. Written by `python -m benchmarks.concurrency` on "
         f"{time.strftime('%Y-%m-%d')}. The photo pipeline as the upload page runs it (photo model, ten-crop, "
-        "Haar + HOG, large blocks returned to the system as the app's entry point asks), one-face photos of "
+        f"detector {PHOTO_DETECTOR}, large blocks returned to the system as the app's "
+        "entry point asks), one-face photos of "
         f"640x480 to 1024x768, {PER_CALLER} photos per caller, all callers "
         "released together. Every photo gave the same faces as one call at a time (`faces` column: the counts seen).",
         "",
