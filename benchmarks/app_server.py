@@ -65,6 +65,12 @@ def serve_app(log: Path, env: dict[str, str] | None = None, timeout_s: float = 9
             proc.kill()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process now, in MB (0 when it is gone)."""
     try:
