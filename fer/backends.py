@@ -157,13 +157,29 @@ class KerasBackend:
         return self._fn(batch).numpy()
 
 
+def litert_interpreter(path: Path, threads: int | None = None):
+    """A LiteRT interpreter for a `.tflite` file, its tensors allocated (XNNPACK's load notice held
+    back); tf.lite's where LiteRT is not installed. Not thread-safe: one caller at a time."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - depends on the platform's wheels
+        try:
+            import tensorflow as tf
+
+            Interpreter = tf.lite.Interpreter
+        except ImportError as exc:
+            raise ModelLoadError("neither ai-edge-litert nor tensorflow is installed") from exc
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    with _native_stderr_without(XNNPACK_NOTICE):
+        interpreter.allocate_tensors()
+    return interpreter
+
+
 class _Interpreter:
     """One LiteRT interpreter sized for its last batch (resizing costs a re-allocation)."""
 
-    def __init__(self, make: Callable[[], object]):
-        self.interpreter = make()
-        with _native_stderr_without(XNNPACK_NOTICE):
-            self.interpreter.allocate_tensors()
+    def __init__(self, path: Path, threads: int | None):
+        self.interpreter = litert_interpreter(path, threads)
         self.batch = 1
         self._details()
 
@@ -191,20 +207,12 @@ class TFLiteBackend:
 
     def __init__(self, path: Path, name: str = "tflite", threads: int | None = None):
         _check_file(path)
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:  # pragma: no cover - depends on the platform's wheels
-            try:
-                import tensorflow as tf
-
-                Interpreter = tf.lite.Interpreter
-            except ImportError as exc:
-                raise ModelLoadError("neither ai-edge-litert nor tensorflow is installed") from exc
-        self._interpreters = InstancePool(
-            lambda: _Interpreter(lambda: Interpreter(model_path=str(path), num_threads=threads)))
+        self._interpreters = InstancePool(lambda: _Interpreter(path, threads))
         try:
             with self._interpreters.borrow() as first:
                 self._input, self._output = first.input, first.output
+        except ModelLoadError:
+            raise
         except Exception as exc:
             raise ModelLoadError(f"cannot load TFLite model {path}: {exc}") from exc
         self.name, self.path = name, path

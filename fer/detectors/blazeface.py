@@ -106,15 +106,12 @@ class _Runner:
     """One LiteRT interpreter for one model (not thread-safe: lent by a pool)."""
 
     def __init__(self, path: Path):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as exc:  # pragma: no cover - depends on the platform's wheels
-            raise DetectorError("ai-edge-litert is not installed") from exc
-        from fer.backends import XNNPACK_NOTICE, _native_stderr_without
+        from fer.backends import ModelLoadError, litert_interpreter
 
-        self.interpreter = Interpreter(model_path=str(path), num_threads=1)
-        with _native_stderr_without(XNNPACK_NOTICE):
-            self.interpreter.allocate_tensors()
+        try:
+            self.interpreter = litert_interpreter(path, threads=1)
+        except ModelLoadError as exc:  # pragma: no cover - no LiteRT runtime on this platform
+            raise DetectorError(str(exc)) from exc
         self.input = self.interpreter.get_input_details()[0]["index"]
         outputs = sorted(self.interpreter.get_output_details(), key=lambda d: d["shape"][-1])
         self.scores, self.regressors = outputs[0]["index"], outputs[1]["index"]
