@@ -79,6 +79,9 @@ class TrainConfig:
     #: teacher's soft targets say which faces are ambiguous, which the hard labels cannot.
     teacher: str | None = None
     distill_weight: float = 0.0
+    #: Online distillation: the teacher classifies each batch as the student sees it (augmented,
+    #: mixed), instead of each face once un-augmented. Costs a teacher forward pass every step.
+    online_teacher: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict:
@@ -130,11 +133,25 @@ def training_targets(labels: np.ndarray, teacher_probs: np.ndarray | None, disti
     return ((1.0 - distill_weight) * onehot + distill_weight * soft).astype(np.float32)
 
 
+def with_online_teacher(batches: tf.data.Dataset, teacher: keras.Model, distill_weight: float) -> tf.data.Dataset:
+    """Batches whose targets take `distill_weight` from the teacher's view of the very images the
+    student is shown (after augmentation and mixup), so the soft targets match what is learned from."""
+
+    def relabel(x, y, w):
+        soft = tf.cast(teacher(x, training=False), tf.float32)
+        soft = soft / tf.reduce_sum(soft, axis=1, keepdims=True)
+        return x, (1.0 - distill_weight) * y + distill_weight * soft, w
+
+    return batches.map(relabel, num_parallel_calls=1)
+
+
 def make_datasets(data: Dataset, config: TrainConfig, teacher_probs: np.ndarray | None = None,
+                  teacher: keras.Model | None = None,
                   ) -> tuple[tf.data.Dataset, tf.data.Dataset, np.ndarray]:
     """Whole-set shuffled, augmented training batches with class weights; plain validation batches.
 
-    `teacher_probs` (one row per training face) turns the targets into distillation targets.
+    `teacher_probs` (one row per training face) turns the targets into distillation targets;
+    a `teacher` model does it online, on each augmented batch.
     """
     images, labels = data.train.images, data.train.labels
     if config.max_train_images:
@@ -157,6 +174,8 @@ def make_datasets(data: Dataset, config: TrainConfig, teacher_probs: np.ndarray 
     if augment.mixup_alpha > 0:
         train = train.map(lambda x, y, w: mix_batch(x, y, tf.cast(w, tf.float32), augment.mixup_alpha),
                           num_parallel_calls=tf.data.AUTOTUNE)
+    if teacher is not None:
+        train = with_online_teacher(train, teacher, config.distill_weight)
     train = train.prefetch(tf.data.AUTOTUNE)
 
     val_onehot = keras.utils.to_categorical(data.val.labels, NUM_CLASSES).astype(np.float32)
@@ -274,14 +293,18 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     """Fit `config.architecture` on `data.train`, select on `data.val`, write model and history."""
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    teacher_probs = None
-    if uses_teacher(config.to_dict()):
+    teacher_probs, teacher = None, None
+    if uses_teacher(config.to_dict()) and config.online_teacher:
+        teacher = keras.saving.load_model(config.teacher, compile=False)
+        print(f"teacher {config.teacher}, online: targets are {config.distill_weight:.0%} its probabilities "
+              "on each augmented batch", flush=True)
+    elif uses_teacher(config.to_dict()):
         teacher_probs = teacher_probabilities(Path(config.teacher), data.train.images,
                                               out_dir / "checkpoints" / "teacher_probs.npy")
         agree = float(np.mean(teacher_probs.argmax(1) == data.train.labels))
         print(f"teacher {config.teacher}: agrees with {agree:.1%} of the training labels; "
               f"targets are {config.distill_weight:.0%} its probabilities", flush=True)
-    train_ds, val_ds, weights = make_datasets(data, config, teacher_probs)
+    train_ds, val_ds, weights = make_datasets(data, config, teacher_probs, teacher)
     steps_per_epoch = int(train_ds.cardinality())
     if steps_per_epoch < 1:
         raise ValueError(f"{len(data.train)} training images is less than one batch of {config.batch_size}")
@@ -435,10 +458,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--distill-weight", type=float, default=None,
                         help="share of each target taken from the teacher's probabilities "
                         f"(default {DEFAULT_DISTILL_WEIGHT:g} with --teacher)")
+    parser.add_argument("--online-teacher", action="store_true",
+                        help="the teacher classifies every augmented batch as the student sees it (slower; "
+                        "default: each training face once, un-augmented)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json at the end")
     args = parser.parse_args(argv)
     if args.teacher is not None and not args.teacher.is_file():
         parser.error(f"--teacher {args.teacher}: no such model file")
+    if args.online_teacher and args.teacher is None:
+        parser.error("--online-teacher needs --teacher")
     if args.distill_weight is not None and args.teacher is None:
         parser.error("--distill-weight needs --teacher")
     if args.teacher is not None and args.distill_weight is None:
@@ -512,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         max_train_images=args.max_train_images,
         init_from=str(args.init_from) if args.init_from else None, save_epoch_weights=args.save_epoch_weights,
         teacher=str(args.teacher) if args.teacher else None, distill_weight=args.distill_weight or 0.0,
+        online_teacher=args.online_teacher,
         augment=augment_config(args),
     )
     try:
