@@ -1,5 +1,5 @@
 """How much the INT8 export's accuracy depends on its calibration sample:
-`python benchmarks/int8_calibration.py [MODEL_DIR]` writes benchmarks/int8_calibration.md.
+`python -m benchmarks.int8_calibration [MODEL_DIR]` writes benchmarks/int8_calibration.md.
 
 `fer.export` calibrates the INT8 TFLite model's activation ranges on a seeded sample of
 `CALIBRATION_IMAGES` training faces. This converts the model again with other sample sizes and
@@ -10,20 +10,18 @@ single centre crop. Nothing is written into the model folder.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks import publish
+from fer.backends import TFLiteBackend
+from fer.config import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
+from fer.data import load_dataset
+from fer.evaluate import predict_split
+from fer.export import CALIBRATION_IMAGES, calibration_sample, export_tflite, load_checked_model
+from fer.machine import cpu_model_name, vector_extensions
 
-from benchmarks import publish  # noqa: E402
-from fer.backends import TFLiteBackend  # noqa: E402
-from fer.config import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR  # noqa: E402
-from fer.data import load_dataset  # noqa: E402
-from fer.evaluate import predict_split  # noqa: E402
-from fer.export import CALIBRATION_IMAGES, calibration_sample, export_tflite, load_checked_model  # noqa: E402
-from fer.machine import cpu_model_name, vector_extensions  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SAMPLES = ((CALIBRATION_IMAGES, 0), (CALIBRATION_IMAGES, 1), (2000, 0), (2000, 1), (5000, 0), (5000, 1))
 
@@ -48,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(rows[-1], flush=True)
     return publish([
         "# INT8 calibration sample", "",
-        f"Written by `python benchmarks/int8_calibration.py {args.model_dir}` on {cpu_model_name()} "
+        f"Written by `python -m benchmarks.int8_calibration {args.model_dir}` on {cpu_model_name()} "
         f"({vector_extensions() or 'vector extensions unknown'}): the model converted to INT8 "
         "TFLite with each calibration sample (training faces, seeded), single centre crop.", "",
         "| calibration images | seed | PublicTest accuracy | PrivateTest accuracy |", "|---|---|---|---|", *rows, "",

@@ -1,4 +1,4 @@
-"""Speed, memory and size of the shipped models in every format: `python benchmarks/run.py`.
+"""Speed, memory and size of the shipped models in every format: `python -m benchmarks.run`.
 
 The real-time model (live camera, video) gets every row; the photo model (upload page, CLI on
 images), where one is shipped, gets the test-time augmentation and photo rows beside it.
@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
@@ -176,6 +175,8 @@ def photo_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
     return rows
 
 
+#: Run with `python -c` in a fresh process (its own peak memory), from the caller's directory so a relative
+#: model path still resolves; a `-c` script is not part of the package, so it puts the repository on sys.path.
 MEMORY_SCRIPT = """
 import resource, sys, json
 sys.path.insert(0, {root!r})
@@ -224,7 +225,7 @@ def render(report: dict) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Machine: {report['machine']}. Command: `python benchmarks/run.py`. All rows from one run; "
+        f"Machine: {report['machine']}. Command: `python -m benchmarks.run`. All rows from one run; "
         "times are medians (p95 in brackets), inference on one thread.",
         "",
         "## Per-face classification",

@@ -1,5 +1,5 @@
 """How accuracy falls with face resolution:
-`python benchmarks/small_faces.py MODEL_DIR [MODEL_DIR ...] [--limit N]` writes benchmarks/small_faces.md.
+`python -m benchmarks.small_faces MODEL_DIR [MODEL_DIR ...] [--limit N]` writes benchmarks/small_faces.md.
 
 Two views of the same weakness. FER2013 PublicTest faces are shrunk to 32, 24 and 16 px and scaled
 back to 48 (what a small face in a photo or a far-away webcam face gives the classifier), and
@@ -17,14 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.wild_framing import matched_faces
+from fer.config import DEFAULT_DATA_DIR, DEFAULT_EXPW_DIR, FACE_MARGIN, IMAGE_SIZE
+from fer.data import load_dataset
+from fer.recognition import EmotionRecognizer, bounded_crop
+from fer.wild import load_labels
 
-from benchmarks.wild_framing import matched_faces  # noqa: E402
-from fer.config import DEFAULT_DATA_DIR, DEFAULT_EXPW_DIR, FACE_MARGIN, IMAGE_SIZE  # noqa: E402
-from fer.data import load_dataset  # noqa: E402
-from fer.recognition import EmotionRecognizer, bounded_crop  # noqa: E402
-from fer.wild import load_labels  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SIDES = (IMAGE_SIZE, 32, 24, 16)
 #: ExpW detected-box sides (pixels of the photo) that bound each row's faces.
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = [
         "# Accuracy against face resolution", "",
-        f"Written by `python benchmarks/small_faces.py {' '.join(m.name for m in args.models)}"
+        f"Written by `python -m benchmarks.small_faces {' '.join(m.name for m in args.models)}"
         f"{' --limit ' + str(args.limit) if args.limit else ''}`; single centre crop, no test-time augmentation.", "",
         "## FER2013 PublicTest, faces shrunk and scaled back to 48 px", "",
         "| model | " + " | ".join(f"{side} px" for side in SIDES) + " |",

@@ -3,7 +3,7 @@
 ExpW's labels are noisy (its README: about 57 % looked right in a 20-per-class check), so a low
 in-the-wild accuracy may be the model's fault or the label's. This tells the two apart, by eye:
 
-    python benchmarks/wild_audit.py sheets --out /tmp/wild-audit
+    python -m benchmarks.wild_audit sheets --out /tmp/wild-audit
         runs the photo pipeline (`EmotionRecognizer`, the upload page's model and test-time
         augmentation) on a seeded random sample of ExpW faces, keeps the first faces on which its
         answer differs from the label, and writes numbered contact sheets plus `judgements.txt`.
@@ -11,7 +11,7 @@ in-the-wild accuracy may be the model's fault or the label's. This tells the two
         model's answer, and the sheet does not say which. Sheets hold dataset images: keep them
         outside the repository.
     (a person looks at each tile and writes A, B or N (neither) after it in judgements.txt)
-    python benchmarks/wild_audit.py score benchmarks/wild_audit_judgements.txt
+    python -m benchmarks.wild_audit score benchmarks/wild_audit_judgements.txt
         looks the labels up again in ExpW's labels.csv and writes benchmarks/wild_audit.md: how
         often the label, the model or neither fits the face better.
 
@@ -21,21 +21,19 @@ ExpW stays a validation set: this judges labels, it chooses no weights and no se
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, PHOTO_MODEL_DIR
+from fer.framing import crop_face
+from fer.recognition import EmotionRecognizer
+from fer.tta import PHOTO_TTA
+from fer.wild import load_labels, pipeline_answer
 
-from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, PHOTO_MODEL_DIR  # noqa: E402
-from fer.framing import crop_face  # noqa: E402
-from fer.recognition import EmotionRecognizer  # noqa: E402
-from fer.tta import PHOTO_TTA  # noqa: E402
-from fer.wild import load_labels, pipeline_answer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TILE_PX = 160
 TILES_PER_SHEET = 20
@@ -111,8 +109,8 @@ def score(args: argparse.Namespace) -> int:
     total = sum(verdicts.values())
     lines = [
         "# ExpW labels where the photo pipeline disagrees: a blinded look", "",
-        f"Scored by `python benchmarks/wild_audit.py score benchmarks/{args.judgements.name}` "
-        f"from sheets made by `python benchmarks/wild_audit.py sheets` ({header}). "
+        f"Scored by `python -m benchmarks.wild_audit score benchmarks/{args.judgements.name}` "
+        f"from sheets made by `python -m benchmarks.wild_audit sheets` ({header}). "
         "Each face was shown with two emotions in random order, the label and the model's answer, "
         "without saying which was which; the judge picked the one that fits the face better, or neither.",
         "", "| the better fit | faces | share |", "|---|---|---|",

@@ -1,5 +1,5 @@
 """How far FER2013-trained nets can go on ExpW's found faces, even when ExpW itself is allowed to choose:
-`python benchmarks/wild_ceiling.py MODEL_DIR [MODEL_DIR ...]` writes benchmarks/wild_ceiling.md.
+`python -m benchmarks.wild_ceiling MODEL_DIR [MODEL_DIR ...]` writes benchmarks/wild_ceiling.md.
 
 The photo detector runs once on every ExpW photo; the matched faces are cropped as the upload page
 crops them and classified by each model with the photo test-time augmentation. Then two bounds that
@@ -22,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks import publish
+from benchmarks.wild_framing import matched_faces
+from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, FACE_MARGIN, IMAGE_SIZE, PHOTO_MODEL_DIR
+from fer.recognition import EmotionRecognizer, bounded_crop
+from fer.tta import PHOTO_TTA
+from fer.wild import load_labels
 
-from benchmarks import publish  # noqa: E402
-from benchmarks.wild_framing import matched_faces  # noqa: E402
-from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, FACE_MARGIN, IMAGE_SIZE, PHOTO_MODEL_DIR  # noqa: E402
-from fer.recognition import EmotionRecognizer, bounded_crop  # noqa: E402
-from fer.tta import PHOTO_TTA  # noqa: E402
-from fer.wild import load_labels  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 #: Subsets are enumerated exhaustively up to this many models (2^12 - 1 = 4095 averages).
 MAX_EXHAUSTIVE = 12
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = [
         "# How far these nets can go on ExpW's found faces", "",
-        f"Written by `python benchmarks/wild_ceiling.py {' '.join(str(m) for m in args.models)}`. "
+        f"Written by `python -m benchmarks.wild_ceiling {' '.join(str(m) for m in args.models)}`. "
         f"{len(faces)} ExpW faces, {len(hits)} found by the photo detector (Haar + HOG) and matched to the "
         f"labelled box; every model classifies the same crops (margin {FACE_MARGIN}, test-time augmentation "
         f"`{args.tta}`). Accuracy here is on the found faces.", "",

@@ -1,5 +1,5 @@
 """How the crop around a detected face changes in-the-wild accuracy:
-`python benchmarks/wild_framing.py [--limit N]` writes benchmarks/wild_framing.md.
+`python -m benchmarks.wild_framing [--limit N]` writes benchmarks/wild_framing.md.
 
 The detector runs once per ExpW photo (as the upload page runs it); every matched face is then
 cropped again with each framing (margin around the box, vertical offset) and classified, so the
@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, IMAGE_SIZE
+from fer.images import InvalidImageError, as_gray, read_image
+from fer.recognition import EmotionRecognizer, bounded_crop
+from fer.wild import load_labels, match_face, wild_report
 
-from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, IMAGE_SIZE  # noqa: E402
-from fer.images import InvalidImageError, as_gray, read_image  # noqa: E402
-from fer.recognition import EmotionRecognizer, bounded_crop  # noqa: E402
-from fer.wild import load_labels, match_face, wild_report  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)
 #: Vertical offset of the crop's centre, as a fraction of the box side (negative: up).
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"macro-F1 {100 * report['macro_f1']:.2f} %", file=sys.stderr, flush=True)
     lines = [
         "# Crop framing on ExpW", "",
-        f"Written by `python benchmarks/wild_framing.py{' --limit ' + str(args.limit) if args.limit else ''}"
+        f"Written by `python -m benchmarks.wild_framing{' --limit ' + str(args.limit) if args.limit else ''}"
         f"{' --tta ' + args.tta if args.tta != 'none' else ''}`. Model `{recognizer.model_dir.name}` "
         f"({recognizer.backend_name}, test-time augmentation: {args.tta}); {len(faces)} labelled faces, "
         f"{len(hits)} found by the photo detector (Haar + HOG), the same boxes for every row.", "",
