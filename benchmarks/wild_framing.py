@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, IMAGE_SIZE
-from fer.images import InvalidImageError, as_gray, read_image
+from fer.images import as_gray
 from fer.recognition import EmotionRecognizer, bounded_crop
-from fer.wild import load_labels, match_face, wild_report
+from fer.wild import load_labels, pipeline_answer, wild_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,18 +29,16 @@ OFFSETS = (-0.05, 0.0, 0.05, 0.1)
 
 
 def matched_faces(recognizer: EmotionRecognizer, faces) -> tuple[list, np.ndarray]:
-    """(gray image, matched box) per labelled face, box None when the detector missed it."""
+    """(gray image, matched box) per labelled face, box None when the detector missed it (or the file
+    cannot be read): `fer.wild.pipeline_answer`'s detection and matching, the gray image beside it."""
+    detecting = recognizer.with_settings(tta="none")  # only the boxes are used here: no augmented views
     found = []
     for i, face in enumerate(faces):
-        try:
-            rgb = read_image(face.path)
-        except InvalidImageError:
+        rgb, detections, hit = pipeline_answer(detecting, face)
+        if rgb is None:
             found.append((None, None))
             continue
-        gray = as_gray(rgb, "rgb")
-        boxes = [d.box for d in recognizer.detector.detect(rgb if recognizer.detector.uses_color else gray)]
-        hit = match_face(boxes, face.box)
-        found.append((gray, boxes[hit] if hit is not None else None))
+        found.append((as_gray(rgb, "rgb"), detections[hit].box if hit is not None else None))
         if (i + 1) % 500 == 0:
             print(f"  detected {i + 1}/{len(faces)}", file=sys.stderr, flush=True)
     return found, np.array([face.label for face in faces])
