@@ -30,10 +30,9 @@ import numpy as np  # noqa: E402
 from fer import EmotionRecognizer  # noqa: E402
 from fer.backends import BACKEND_FILES, LIVE_BACKEND, available_backends, load_backend  # noqa: E402
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
-from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR  # noqa: E402
+from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR, box_iou  # noqa: E402
 from fer.drawing import draw_faces  # noqa: E402
 from fer.report import list_model_dirs  # noqa: E402
-from fer.smoothing import iou  # noqa: E402
 from fer.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES  # noqa: E402
 from fer.video import LiveProcessor  # noqa: E402
 
@@ -152,7 +151,7 @@ def pipeline_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
             truth = recognizer.detector.detect(recognizer.to_gray(f), 0.5)
             boxes = [face.box for face in processor.follower.faces]
             kept.append(len(boxes))
-            overlaps += [max((iou(t.box, b) for b in boxes), default=0.0) for t in truth]
+            overlaps += [max((box_iou(t.box, b) for b in boxes), default=0.0) for t in truth]
         rows.append({"faces": faces, "found": int(np.median(kept)),
                      "detection": "half resolution, full scan every 5th frame, re-detection near faces between",
                      "ms_per_frame": med, "p95": p95, "fps": 1000 / mean, "box_iou": float(np.mean(overlaps))})

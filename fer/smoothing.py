@@ -11,19 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer.config import CLASS_NAMES
-from fer.detectors import Box
+from fer.detectors import Box, box_iou
 from fer.recognition import Face
 
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
+#: The old name of `fer.detectors.box_iou`, still imported by tests/test_video.py.
+iou = box_iou
 
 
 @dataclass
@@ -62,7 +54,7 @@ class FaceSmoother:
     def update(self, faces: list[Face]) -> list[Face]:
         """Match this frame's faces to tracks and return them with smoothed probabilities and a track id."""
         pairs = sorted(
-            ((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks) for fi, f in enumerate(faces)),
+            ((box_iou(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks) for fi, f in enumerate(faces)),
             reverse=True,
         )
         matched_tracks: set[int] = set()
