@@ -29,8 +29,8 @@ from fer.config import (
     SPLIT_TRAIN,
     SPLIT_VAL,
 )
+from fer.images import TRAINING_IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".tif", ".tiff"}
 _CACHE_VERSION = "1"
 
 
@@ -147,7 +147,7 @@ def _list_images(root: Path) -> list[tuple[Path, str]]:
         if label not in CLASS_NAMES:
             continue
         for name in filenames:
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            if Path(name).suffix.lower() in TRAINING_IMAGE_SUFFIXES:
                 found.append((Path(dirpath) / name, label))
     found.sort()
     return found

@@ -30,6 +30,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")
 #: File-name endings of those formats (for upload widgets and folder walks; decoding ignores them).
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+#: File-name endings a training folder is walked for (`fer.data`). Wider than IMAGE_SUFFIXES on purpose:
+#: training images are the trainer's own files, decoded by OpenCV (`cv2.imdecode`, which also reads PGM
+#: and TIFF), while IMAGE_SUFFIXES lists only what `read_image` accepts from the app, the CLI and uploads.
+TRAINING_IMAGE_SUFFIXES: tuple[str, ...] = IMAGE_SUFFIXES + (".pgm", ".tif", ".tiff")
 #: Larger files are not read (the app's upload limit, `.streamlit/config.toml`, is the same).
 MAX_FILE_BYTES = 25 * 1024 * 1024
 #: Larger canvases (as the header says) are refused before decoding.
