@@ -11,7 +11,6 @@ import csv
 import functools
 import hashlib
 import os
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -387,8 +386,3 @@ def class_weights(labels: np.ndarray, power: float = 0.5) -> np.ndarray:
     counts = np.maximum(counts, 1)
     weights = (counts.sum() / (len(CLASS_NAMES) * counts)) ** power
     return (weights / (weights * counts).sum() * counts.sum()).astype(np.float32)
-
-
-def describe_counts(labels: np.ndarray) -> str:
-    counts = Counter(CLASS_NAMES[i] for i in labels.tolist())
-    return ", ".join(f"{name} {counts.get(name, 0)}" for name in CLASS_NAMES)
