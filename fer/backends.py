@@ -38,17 +38,17 @@ BACKEND_FILES: dict[str, str] = {
 }
 #: The formats each automatic choice tries in turn, taking the first whose file exists and loads.
 #: "auto" (photos, the CLI, evaluation): the float formats, fastest first, as accurate as the Keras model.
-#: "realtime" (live camera, video): INT8 TFLite first, 2.4x faster a face than ONNX for a point or
-#: less of PrivateTest accuracy (the INT8 figure is in each model's metrics.json), which keeps
-#: the live pipeline above 100 frames a second on an AVX-512 VNNI CPU. On a CPU without 8-bit dot
-#: products INT8 is no faster, so there it comes after the float formats (`realtime_order`).
+#: "realtime" (live camera, video): INT8 TFLite first, much faster a face than ONNX on an
+#: AVX-512 VNNI CPU for a little PrivateTest accuracy (speed and live FPS: benchmarks/results-avx512.md;
+#: the INT8 accuracy is in each model's metrics.json). On a CPU without 8-bit dot products INT8 is no
+#: faster, so there it comes after the float formats (`realtime_order`).
 AUTO_ORDERS: dict[str, tuple[str, ...]] = {
     "auto": ("onnx", "tflite", "keras"),
     "realtime": ("tflite-int8", "onnx", "tflite", "keras"),
 }
-#: "realtime" on a CPU without 8-bit dot products (AVX2-only EPYC, benchmarks/results.md): float TFLite
-#: and ONNX were within run-to-run noise of each other (2.2-2.4 ms a face), INT8 no faster (2.3-2.6);
-#: the live pipeline ran one face at 76 FPS in float TFLite against 69 in INT8, a point more accurate.
+#: "realtime" on a CPU without 8-bit dot products (AVX2-only EPYC): float TFLite and ONNX classify a face
+#: about equally fast and INT8 no faster (benchmarks/results.md); the live pipeline ran fewer frames a
+#: second in INT8 than in float TFLite when this order was chosen, and float is a little more accurate.
 REALTIME_ORDER_WITHOUT_INT8_DOT = ("tflite", "onnx", "tflite-int8", "keras")
 
 

@@ -34,7 +34,8 @@ def cpu_model_name() -> str | None:
 
 
 def vector_extensions(flags: frozenset[str] | None = None) -> str | None:
-    """The widest vector instructions the CPU has: training and inference speed differ 3-4x between them here."""
+    """The widest vector instructions the CPU has: training and inference speed differ widely between them
+    (compare benchmarks/results.md, AVX2, with benchmarks/results-avx512.md)."""
     flags = cpu_flags() if flags is None else flags
     for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
         if flags and flag in flags:
@@ -52,8 +53,8 @@ def machine_summary() -> str:
 #: CPU flags that give bfloat16 arithmetic in hardware; without them TensorFlow emulates it.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 #: CPU flags for 8-bit dot products (x86 VNNI and AMX, ARM dot product and i8mm). Without them an
-#: INT8 TFLite model is no faster than the float one: on an AVX2-only EPYC the live model took 2.3-2.6 ms
-#: a face in INT8 against 2.3-2.4 in float32 (benchmarks/results.md), for a point less accuracy.
+#: INT8 TFLite model is no faster than the float one: on an AVX2-only EPYC the live model took as long a
+#: face in INT8 as in float32 (benchmarks/results.md), and INT8 is a little less accurate (metrics.json).
 INT8_DOT_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 

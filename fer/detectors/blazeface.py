@@ -131,8 +131,8 @@ class BlazeFaceDetector:
     """
 
     uses_color = True
-    #: On ExpW's web photos, 40 px (the Haar cascade's) lost 5.5 % of the faces BlazeFace found and
-    #: 24 px none (benchmarks/detectors.md); the classifier's input is 48 px.
+    #: On ExpW's web photos, 40 px (the Haar cascade's) lost some of the faces BlazeFace found and 24 px
+    #: none, when this was chosen (today's found rate: benchmarks/detectors.md); the classifier's input is 48 px.
     default_min_size = 24
     #: Large photos are scanned at this longer side, in tiles: at 640 px, two of eight faces of a
     #: 1600x900 group photo of web faces were lost.

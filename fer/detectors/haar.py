@@ -55,9 +55,9 @@ class HaarFaceDetector:
 
         The cascade scans a window `search` times the face size larger on each side, shrunk so
         the face is ~36 px (the cascade's window is 24), at face sizes 0.7-1.4x the last one.
-        That is a few hundred windows instead of a frame's tens of thousands (1-2 ms a face here,
-        against ~20 ms for a half-resolution full scan), so video can re-detect every face on
-        every frame and run the full scan only now and then.
+        That is a few hundred windows instead of a frame's tens of thousands (a fraction of a
+        half-resolution full scan's time: benchmarks/results.md, end-to-end frame pipeline), so video
+        can re-detect every face on every frame and run the full scan only now and then.
         """
         x, y, w, h = box
         height, width = gray.shape[:2]
