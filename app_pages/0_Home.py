@@ -5,10 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 import fer.config
-from fer.config import CLASS_NAMES
-from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR, describe
-from fer.tta import DEFAULT_TTA, PHOTO_TTA
-from fer.ui import (
+from app_pages.ui import (
+    PAGES,
     annotated_example,
     artifacts_for,
     escape_markdown,
@@ -19,6 +17,9 @@ from fer.ui import (
     show_missing_figures,
     show_model_warnings,
 )
+from fer.config import CLASS_NAMES
+from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR, describe
+from fer.tta import DEFAULT_TTA, PHOTO_TTA
 
 model_dir = fer.config.PHOTO_MODEL_DIR  # the model that reads photos: its figures lead
 live_dir = fer.config.DEFAULT_MODEL_DIR  # the real-time one, for the live camera and videos
@@ -30,11 +31,8 @@ st.write(
     f"{', '.join(CLASS_NAMES)}. Everything runs on the server's CPU and no image is stored."
 )
 
-c1, c2, c3, c4 = st.columns(4)
-c1.page_link("app_pages/1_Upload.py", label="Upload photos", icon=":material/upload:")
-c2.page_link("app_pages/2_Live_camera.py", label="Live camera", icon=":material/videocam:")
-c3.page_link("app_pages/4_Video.py", label="Video file", icon=":material/movie:")
-c4.page_link("app_pages/3_Model_report.py", label="Model report", icon=":material/monitoring:")
+for column, page in zip(st.columns(len(PAGES) - 1), PAGES[1:]):
+    column.page_link(page.script, label=page.title, icon=page.icon)
 
 try:
     recognizer = get_recognizer(model_dir)

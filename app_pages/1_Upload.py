@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fer.config import CLASS_NAMES, PHOTO_MODEL_DIR
-from fer.detectors import describe, detector_names
-from fer.tta import PHOTO_TTA, TTA_MODES
-from fer.ui import (
+from app_pages.ui import (
     PHOTO_TYPES,
     PHOTO_TYPES_TEXT,
-    analyse_photo,
     escape_markdown,
     example_image,
-    face_summary,
-    faces_records,
-    png_bytes,
     probability_chart,
     recognizer_or_stop,
-    records_to_csv,
-    records_to_json,
     upload_limit_mb,
 )
+from fer.config import CLASS_NAMES, PHOTO_MODEL_DIR
+from fer.detectors import describe, detector_names
+from fer.drawing import png_bytes
+from fer.photos import analyse_photo
+from fer.results import PHOTO_COLUMNS, FaceRow, face_summary, photo_rows, to_csv, to_json, to_records
+from fer.tta import PHOTO_TTA, TTA_MODES
 
 UPLOAD, CAMERA, EXAMPLE = "Upload photos", "Take a photo", "Example photo"
 #: The table shows probabilities in percent, as the image and the charts do; the downloads keep fractions.
@@ -83,7 +80,7 @@ with st.expander("Detection settings"):
     )
 recognizer = base_recognizer.with_settings(tta=tta, detector=detector_name, **settings)
 
-all_rows: list[dict] = []
+all_rows: list[FaceRow] = []
 for index, (name, data) in enumerate(photos):
     st.divider()
     st.subheader(escape_markdown(name), anchor=False)
@@ -107,7 +104,7 @@ for index, (name, data) in enumerate(photos):
                 + (f" ({face_summary(result.faces)})" if result.faces else ""), unsafe_allow_html=True)
     if not result.faces:
         continue
-    rows = faces_records(result.faces, name)
+    rows = photo_rows(result.faces, name)
     all_rows.extend(rows)
     cols = st.columns(min(3, len(result.faces)))
     for number, face in enumerate(result.faces, 1):
@@ -129,17 +126,18 @@ for index, (name, data) in enumerate(photos):
             why_cols[(number - 1) % 4].image(explanation.overlay(), width="stretch", caption=(
                 f"#{number} {face.label}: hiding the hottest part lowers it by {drop:.1f} points"
                 + (" (no single part decides it)" if drop < 5 else "")))
-    st.dataframe(rows, width="stretch", hide_index=True, column_config=PERCENT_COLUMNS)
+    st.dataframe(to_records(rows), width="stretch", hide_index=True, column_config=PERCENT_COLUMNS,
+                 column_order=PHOTO_COLUMNS)
     d1, d2, d3 = st.columns(3)
     stem = name.rsplit(".", 1)[0]
     d1.download_button("Annotated image (PNG)", png_bytes(result.annotated), f"{stem}_annotated.png", "image/png",
                        key=f"png-{index}", on_click="ignore")
-    d2.download_button("Results (CSV)", records_to_csv(rows), f"{stem}_faces.csv", "text/csv", key=f"csv-{index}",
+    d2.download_button("Results (CSV)", to_csv(rows), f"{stem}_faces.csv", "text/csv", key=f"csv-{index}",
                        on_click="ignore")
-    d3.download_button("Results (JSON)", records_to_json(rows), f"{stem}_faces.json", "application/json",
+    d3.download_button("Results (JSON)", to_json(rows), f"{stem}_faces.json", "application/json",
                        key=f"json-{index}", on_click="ignore")
 
 if len(photos) > 1 and all_rows:
     st.divider()
-    st.download_button("All results (CSV)", records_to_csv(all_rows), "faces.csv", "text/csv", key="csv-all",
+    st.download_button("All results (CSV)", to_csv(all_rows), "faces.csv", "text/csv", key="csv-all",
                        on_click="ignore")

@@ -12,16 +12,10 @@ import av
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
+from app_pages.ui import ice_servers, live_detector_label, recognizer_or_stop, timeline_chart
 from fer.backends import LIVE_BACKEND
 from fer.detectors import LIVE_DETECTORS
-from fer.ui import (
-    TIMELINE_WINDOW_S,
-    LiveSession,
-    ice_servers,
-    live_detector_label,
-    recognizer_or_stop,
-    timeline_chart,
-)
+from fer.tracks import TIMELINE_WINDOW_S, LiveSession
 from fer.video import LiveProcessor
 
 REFRESH_S = 1.0  # how often the status line and the timelines are redrawn while streaming

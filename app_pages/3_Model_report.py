@@ -9,9 +9,10 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages.ui import artifacts_for, emotion_hex, escape_markdown, show_headline, show_in_the_wild, show_missing_figures
+from fer.artifacts import CARD_FILE, list_model_dirs
 from fer.config import CLASS_NAMES, PHOTO_MODEL_DIR
-from fer.report import CARD_FILE, list_model_dirs, render_model_card
-from fer.ui import artifacts_for, emotion_hex, escape_markdown, show_headline, show_in_the_wild, show_missing_figures
+from fer.report import render_model_card
 
 st.title("Model report")
 

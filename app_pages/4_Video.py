@@ -13,9 +13,18 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages.ui import escape_markdown, recognizer_or_stop, timeline_chart
 from fer.backends import LIVE_BACKEND
-from fer.config import CLASS_NAMES, VIDEO_FRAME_BUDGET, VIDEO_MAX_FPS, VIDEO_MAX_SECONDS, VIDEO_MAX_UPLOAD_MB
-from fer.ui import ANALYSES, escape_markdown, recognizer_or_stop, records_to_csv, timeline_chart
+from fer.config import (
+    CLASS_NAMES,
+    VIDEO_FRAME_BUDGET,
+    VIDEO_MAX_FPS,
+    VIDEO_MAX_SECONDS,
+    VIDEO_MAX_UPLOAD_MB,
+    VIDEO_SUFFIXES,
+)
+from fer.memory import ANALYSES
+from fer.results import to_csv
 from fer.video import (
     BROWSER_PLAYABLE_ENCODERS,
     InvalidVideoError,
@@ -26,7 +35,7 @@ from fer.video import (
     probe_video,
 )
 
-VIDEO_TYPES = ("mp4", "mov", "webm", "avi", "m4v", "mkv")
+VIDEO_TYPES = tuple(suffix.lstrip(".") for suffix in VIDEO_SUFFIXES)
 MAX_TIMELINES = 8  # faces drawn as timelines; every face is in the table and the CSV
 
 # The server's own cap applies to every upload; the page states whichever limit is lower.
@@ -156,7 +165,7 @@ for i, face in enumerate(shown):
 
 st.subheader("Downloads")
 d1, d2 = st.columns(2)
-d1.download_button("Results, one row per face per frame (CSV)", records_to_csv(list(analysis.tracks.records(results.name))),
+d1.download_button("Results, one row per face per frame (CSV)", to_csv(analysis.tracks.rows(results.name)),
                    f"{stem}_faces.csv", "text/csv", on_click="ignore", key="video-csv")
 if results.annotated_mp4 is not None:
     d2.download_button("Annotated video (MP4)", results.annotated_mp4, f"{stem}_annotated.mp4", "video/mp4",

@@ -28,11 +28,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fer import EmotionRecognizer  # noqa: E402
+from fer.artifacts import list_model_dirs  # noqa: E402
 from fer.backends import BACKEND_FILES, LIVE_BACKEND, available_backends, load_backend  # noqa: E402
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
 from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR, box_iou  # noqa: E402
 from fer.drawing import draw_faces  # noqa: E402
-from fer.report import list_model_dirs  # noqa: E402
 from fer.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES  # noqa: E402
 from fer.video import LiveProcessor  # noqa: E402
 

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from fer.report import ModelArtifacts, uses_teacher
+from fer.artifacts import ModelArtifacts, uses_teacher
 
 #: The seed paper's reported validation accuracy by epoch, and the test accuracy it claims.
 PAPER_REPORTED_CURVE = {5: 0.486, 10: 0.551, 25: 0.603}

@@ -7,6 +7,7 @@ CSV/JSON of the upload page (faces are numbered in reading order, `reading_order
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -234,3 +235,12 @@ def _leader_line(image: np.ndarray, label: Label, color: tuple[int, int, int], t
     start = (lx + lw // 2, ly + lh // 2)
     end = (min(max(start[0], x), x + w - 1), min(max(start[1], y), y + h - 1))
     cv2.line(image, start, end, color, max(1, thickness // 2), cv2.LINE_AA)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An RGB image as PNG file bytes (the annotated photo's download)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import keras
 
+from fer.artifacts import ARCHITECTURE_FILE, CONFIG_FILE, MODEL_FILE, TRAINING_FILE, write_json
 from fer.backends import ModelLoadError, load_backend
 from fer.config import DEFAULT_DATA_DIR, IMAGE_SIZE, split_names
 from fer.data import Dataset, load_dataset
 from fer.manifest import ManifestError, verify_model_file, write_manifest
-from fer.train import ARTIFACT_ARCHITECTURE, ARTIFACT_CONFIG, ARTIFACT_MODEL
 
 ENSEMBLE_ARCHITECTURE = "ensemble"
 
@@ -42,7 +42,7 @@ def build_ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.
 
 def load_member(model_dir: Path) -> keras.Model:
     """A member's float32 Keras model, checked against its folder's manifest first."""
-    path = Path(model_dir) / ARTIFACT_MODEL
+    path = Path(model_dir) / MODEL_FILE
     verify_model_file(path)
     return keras.saving.load_model(path, compile=False)
 
@@ -61,11 +61,11 @@ def ensemble_dirs(member_dirs: list[Path], out_dir: Path) -> keras.Model:
         raise ValueError("each member may be given only once")
     model = build_ensemble([load_member(d) for d in member_dirs], name=ENSEMBLE_ARCHITECTURE)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(out_dir / ARTIFACT_MODEL)
-    write_manifest(out_dir, [ARTIFACT_MODEL])
-    (out_dir / ARTIFACT_ARCHITECTURE).write_text(model.to_json(indent=1))
-    configs = [_read_json(d / ARTIFACT_CONFIG) for d in member_dirs]
-    trainings = [_read_json(d / "training.json") for d in member_dirs]
+    model.save(out_dir / MODEL_FILE)
+    write_manifest(out_dir, [MODEL_FILE])
+    (out_dir / ARCHITECTURE_FILE).write_text(model.to_json(indent=1))
+    configs = [_read_json(d / CONFIG_FILE) for d in member_dirs]
+    trainings = [_read_json(d / TRAINING_FILE) for d in member_dirs]
     config = {
         "architecture": ENSEMBLE_ARCHITECTURE,
         "ensemble": {"members": [d.name for d in member_dirs],
@@ -73,7 +73,7 @@ def ensemble_dirs(member_dirs: list[Path], out_dir: Path) -> keras.Model:
                      "member_seeds": [c.get("seed") for c in configs],
                      "combination": "mean of the members' probabilities"},
     }
-    (out_dir / ARTIFACT_CONFIG).write_text(json.dumps(config, indent=1))
+    write_json(out_dir, CONFIG_FILE, config)
     seconds = sum(t.get("total_epoch_seconds") or 0.0 for t in trainings)
     training = {
         "epochs_run": sum(t.get("epochs_run") or 0 for t in trainings),
@@ -83,7 +83,7 @@ def ensemble_dirs(member_dirs: list[Path], out_dir: Path) -> keras.Model:
         **{key: trainings[0][key] for key in ("train_images", "tensorflow", "keras", "data") if key in trainings[0]},
         "hardware": members_hardware(member_dirs, trainings),
     }
-    (out_dir / "training.json").write_text(json.dumps(training, indent=1))
+    write_json(out_dir, TRAINING_FILE, training)
     return model
 
 

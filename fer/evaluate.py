@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fer.artifacts import CONFIG_FILE, METRICS_FILE, TRAINING_FILE, write_json
 from fer.backends import BACKEND_FILES, ModelLoadError, available_backends, load_backend
 from fer.config import CLASS_NAMES, DEFAULT_DATA_DIR, DEFAULT_EXPW_DIR, DEFAULT_MODEL_DIR, split_names
 from fer.data import Dataset, Split, load_dataset
+from fer.metrics import classification_report
 from fer.tta import TTA_MODES, predict_with_tta
-
-METRICS_FILE = "metrics.json"
+from fer.wild import evaluate_wild_section
 
 
 def predict_split(backend, split: Split, batch_size: int = 256, tta: str = "none") -> np.ndarray:
@@ -29,40 +30,6 @@ def predict_split(backend, split: Split, batch_size: int = 256, tta: str = "none
     for start in range(0, len(split), batch_size):
         out.append(predict_with_tta(backend.predict, split.images[start:start + batch_size], tta))
     return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
-
-
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
-    """Counts: rows are true classes, columns predicted classes."""
-    return np.bincount(labels * num_classes + predicted, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-
-
-def classification_report(labels: np.ndarray, predicted: np.ndarray) -> dict:
-    """Accuracy, macro-F1 and per-class precision / recall / F1 / support from the confusion matrix.
-
-    A prediction of -1 means none was made (a face the detector missed in a photo): it is wrong,
-    lowers its class's recall and counts in no class's precision.
-    """
-    num_classes = len(CLASS_NAMES)
-    predicted = np.where(np.asarray(predicted) < 0, num_classes, predicted)
-    with_missed = confusion_matrix(np.asarray(labels), predicted, num_classes + 1)[:num_classes]
-    cm = with_missed[:, :num_classes]
-    true_pos = np.diag(cm).astype(np.float64)
-    support = with_missed.sum(axis=1)
-    predicted_count = cm.sum(axis=0)
-    precision = np.divide(true_pos, predicted_count, out=np.zeros_like(true_pos), where=predicted_count > 0)
-    recall = np.divide(true_pos, support, out=np.zeros_like(true_pos), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(true_pos), where=denom > 0)
-    return {
-        "images": int(len(labels)),
-        "accuracy": float(true_pos.sum() / max(1, len(labels))),
-        "macro_f1": float(f1.mean()),
-        "per_class": {
-            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for name, p, r, f, s in zip(CLASS_NAMES, precision, recall, f1, support)
-        },
-        "confusion_matrix": cm.tolist(),
-    }
 
 
 def evaluate_backend(backend, data: Dataset, tta: str = "none") -> dict:
@@ -122,11 +89,11 @@ def evaluate_model_dir(
             "val_macro_f1": result["val"]["macro_f1"],
         }
     metrics["in_the_wild"] = wild_section(model_dir, wild_dir) if wild else {"skipped": WILD_NOT_RUN}
-    for extra in ("train_config.json", "training.json"):
+    for extra, key in ((CONFIG_FILE, "config"), (TRAINING_FILE, "training")):
         path = model_dir / extra
         if path.exists():
-            metrics["training" if extra == "training.json" else "config"] = json.loads(path.read_text())
-    (model_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+            metrics[key] = json.loads(path.read_text())
+    write_json(model_dir, METRICS_FILE, metrics)
     from fer.report import write_model_card
 
     write_model_card(model_dir)
@@ -137,7 +104,6 @@ def wild_section(model_dir: Path, wild_dir: Path | None = None) -> dict:
     """The whole pipeline on in-the-wild photos, as the upload page runs it (its detector, ten-crop)."""
     from fer.recognition import EmotionRecognizer
     from fer.tta import PHOTO_TTA
-    from fer.wild import evaluate_wild_section
 
     return evaluate_wild_section(EmotionRecognizer(model_dir, tta=PHOTO_TTA), wild_dir)
 
@@ -153,7 +119,7 @@ def update_wild_section(model_dir: Path, wild_dir: Path | None = None) -> dict:
         raise ValueError(f"{path} does not hold a metrics object; run the whole evaluation")
     metrics["in_the_wild"] = wild_section(Path(model_dir), wild_dir)
     metrics["in_the_wild"]["evaluated_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    path.write_text(json.dumps(metrics, indent=1))
+    write_json(path.parent, path.name, metrics)
     write_model_card(model_dir)
     return metrics
 
@@ -183,7 +149,7 @@ def faces_cropped_for(model_dir: Path) -> bool:
 
 
 def _recorded_data(model_dir: Path) -> tuple[Path, bool]:
-    for name, key in (("training.json", "data"), (METRICS_FILE, "dataset")):
+    for name, key in ((TRAINING_FILE, "data"), (METRICS_FILE, "dataset")):
         try:
             recorded = json.loads((Path(model_dir) / name).read_text()).get(key)
         except (OSError, ValueError, AttributeError):

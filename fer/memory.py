@@ -64,3 +64,8 @@ class IdleTrimmer:
                 idle = self._running == 0
             if idle:
                 release_free_memory()
+
+
+#: Every photo and video analysis of every session runs inside `ANALYSES.running()`: when the last
+#: one ends, the heap is trimmed, so memory comes back after a burst of visitors.
+ANALYSES = IdleTrimmer()

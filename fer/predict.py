@@ -9,7 +9,6 @@ status is 0 when every input went well, 1 when some failed, 2 when the model can
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -25,11 +24,13 @@ from tqdm import tqdm
 
 from fer.backends import AUTO_ORDERS, BACKEND_FILES, LIVE_BACKEND, PHOTO_BACKEND, ModelLoadError
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR, VIDEO_SUFFIXES
-from fer.data import IMAGE_SUFFIXES
 from fer.detectors import PHOTO_DETECTOR, VIDEO_DETECTOR, detector_names
+from fer.drawing import reading_order
+from fer.files import check_regular_file
+from fer.images import IMAGE_SUFFIXES
 from fer.recognition import EmotionRecognizer, Face
+from fer.results import CsvWriter, photo_rows, to_records
 from fer.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES
-from fer.video import CSV_COLUMNS, Sampling, analyse_video, check_regular_file, face_row
 
 
 @dataclass(frozen=True)
@@ -126,10 +127,7 @@ class Run:
             self.photo_recognizer = recognizers["image"].with_settings(tta=args.tta or PHOTO_TTA)
         if "video" in recognizers:
             self.video_recognizer = recognizers["video"].with_settings(tta=args.tta or DEFAULT_TTA)
-        self.sampling = Sampling(every=args.every, fps=args.fps)
-        self.csv = csv.DictWriter(csv_out, fieldnames=CSV_COLUMNS) if csv_out else None
-        if self.csv:
-            self.csv.writeheader()
+        self.csv = CsvWriter(csv_out) if csv_out else None
         self.results: list[dict] = []
         self.failed = self.skipped = 0
         self.quiet = not sys.stderr.isatty()
@@ -139,34 +137,36 @@ class Run:
         tqdm.write(line, file=sys.stderr)
 
     def image(self, path: Path) -> None:
-        check_regular_file(path)
-        faces = self.photo_recognizer.predict(path, whole_image=self.args.whole_image)
-        self._write_rows(face_row(face, i, source=str(path)) for i, face in enumerate(faces, 1))
+        check_regular_file(path, "image")
+        # Numbered as the upload page numbers them (reading order), so the two give the same rows.
+        faces = reading_order(self.photo_recognizer.predict(path, whole_image=self.args.whole_image))
+        self._write_rows(photo_rows(faces, str(path)))
         self.results.append({"image": str(path), "faces": [f.to_dict() for f in faces]})
         if self._text_output:
             _print_image(path, faces)
 
     def video(self, path: Path) -> None:
+        from fer.video import Sampling, analyse_video  # PyAV comes with the app's extras, not the core
+
+        sampling = Sampling(every=self.args.every, fps=self.args.fps)
         with tqdm(desc=path.name, unit="frame", leave=False, disable=self.quiet, file=sys.stderr) as bar:
             def progress(done: int, expected: int) -> None:
                 bar.total = expected
                 bar.update(done - bar.n)
 
-            analysis = analyse_video(path, self.video_recognizer, sampling=self.sampling, smoothing=self.args.smooth,
+            analysis = analyse_video(path, self.video_recognizer, sampling=sampling, smoothing=self.args.smooth,
                                      on_progress=progress, detector=self.args.detector or VIDEO_DETECTOR)
-        self._write_rows(analysis.tracks.records(str(path)))
+        self._write_rows(analysis.tracks.rows(str(path)))
         info = analysis.info
         result = {
             "video": str(path),
             "width": info.width, "height": info.height, "fps": round(info.fps, 3),
             "duration_s": round(info.duration_s, 3),
-            "sampling": self.sampling.describe(info), "frames_analysed": analysis.frames_analysed,
+            "sampling": sampling.describe(info), "frames_analysed": analysis.frames_analysed,
             "faces": analysis.summary(),
         }
         if self.args.json:
-            result["rows"] = list(analysis.tracks.records())
-            for row in result["rows"]:
-                del row["source"]
+            result["rows"] = to_records(analysis.tracks.rows(), without=("source",))
         self.results.append(result)
         if self._text_output:
             _print_video(path, result)
@@ -177,7 +177,7 @@ class Run:
 
     def _write_rows(self, rows) -> None:
         if self.csv:
-            self.csv.writerows(rows)
+            self.csv.write(rows)
 
     def fail(self, path: Path, exc: Exception) -> None:
         self.failed += 1

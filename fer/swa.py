@@ -19,24 +19,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fer.artifacts import ARCHITECTURE_FILE, CONFIG_FILE, HISTORY_FILE, MODEL_FILE, TRAINING_FILE
 from fer.config import DEFAULT_DATA_DIR
 from fer.data import Dataset, load_dataset
 from fer.manifest import write_manifest
 from fer.models import build_model
-from fer.train import (
-    ARTIFACT_ARCHITECTURE,
-    ARTIFACT_CONFIG,
-    ARTIFACT_HISTORY,
-    ARTIFACT_MODEL,
-    EPOCH_WEIGHTS,
-    TrainConfig,
-    make_datasets,
-)
+from fer.train import EPOCH_WEIGHTS, TrainConfig, make_datasets
 
 
 def epoch_weight_files(run_dir: Path, last: int) -> dict[int, Path]:
     """The weight files of the run's last `last` epochs by epoch number, oldest first; a clear error if missing."""
-    epochs = json.loads((run_dir / ARTIFACT_HISTORY).read_text())["epochs"]["epoch"]
+    epochs = json.loads((run_dir / HISTORY_FILE).read_text())["epochs"]["epoch"]
     if last < 1 or last > len(epochs):
         raise ValueError(f"--last must be between 1 and the {len(epochs)} epochs the run recorded, not {last}")
     files = {int(e): run_dir / EPOCH_WEIGHTS.format(epoch=int(e)) for e in epochs[-last:]}
@@ -78,7 +71,7 @@ def recompute_batchnorm(model: keras.Model, batches) -> int:
 
 def average_run(run_dir: Path, last: int, out_dir: Path, data: Dataset) -> keras.Model:
     """Average `run_dir`'s last `last` epochs into a new model folder `out_dir` (not yet evaluated)."""
-    config = TrainConfig.from_dict(json.loads((run_dir / ARTIFACT_CONFIG).read_text()))
+    config = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
     files = epoch_weight_files(run_dir, last)
     model = build_model(config.architecture)
     average_weights(model, list(files.values()))
@@ -86,10 +79,10 @@ def average_run(run_dir: Path, last: int, out_dir: Path, data: Dataset) -> keras
     batches = recompute_batchnorm(model, train_batches)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(out_dir / ARTIFACT_MODEL)
-    write_manifest(out_dir, [ARTIFACT_MODEL])
-    (out_dir / ARTIFACT_ARCHITECTURE).write_text(model.to_json(indent=1))
-    for name in (ARTIFACT_HISTORY, "training.json"):
+    model.save(out_dir / MODEL_FILE)
+    write_manifest(out_dir, [MODEL_FILE])
+    (out_dir / ARCHITECTURE_FILE).write_text(model.to_json(indent=1))
+    for name in (HISTORY_FILE, TRAINING_FILE):
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, out_dir / name)
     averaged = {
@@ -98,7 +91,7 @@ def average_run(run_dir: Path, last: int, out_dir: Path, data: Dataset) -> keras
         "epochs": list(files),
         "batchnorm_batches": batches,
     }
-    (out_dir / ARTIFACT_CONFIG).write_text(json.dumps({**config.to_dict(), "weight_averaging": averaged}, indent=1))
+    (out_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "weight_averaging": averaged}, indent=1))
     return model
 
 

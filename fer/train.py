@@ -22,18 +22,22 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from fer.artifacts import (  # noqa: E402
+    ARCHITECTURE_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    MODEL_FILE,
+    TRAINING_FILE,
+    uses_teacher,
+    write_json,
+)
 from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, mix_batch  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES, split_names  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
 from fer.machine import BF16_CPU_FLAGS, has_any, machine_summary  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
 from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
-from fer.report import uses_teacher  # noqa: E402
 
-ARTIFACT_MODEL = "model.keras"
-ARTIFACT_ARCHITECTURE = "architecture.json"
-ARTIFACT_HISTORY = "history.json"
-ARTIFACT_CONFIG = "train_config.json"
 BEST_CHECKPOINT = "checkpoints/best.keras"
 BACKUP_DIR = "checkpoints/backup"
 EPOCH_WEIGHTS = "checkpoints/epochs/epoch{epoch:03d}.weights.h5"
@@ -250,7 +254,7 @@ class HistoryWriter(keras.callbacks.Callback):
         row["hardware"] = self.hardware
         row["compute_dtype"] = self.compute_dtype
         append_history_row(self.history, row)
-        self.path.write_text(json.dumps({"epochs": self.history}, indent=1))
+        write_json(self.path.parent, self.path.name, {"epochs": self.history})
 
 
 def append_history_row(history: dict[str, list], row: dict) -> None:
@@ -320,7 +324,7 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
         metrics=["accuracy"],
         jit_compile=config.jit_compile,
     )
-    (out_dir / ARTIFACT_CONFIG).write_text(json.dumps(config.to_dict(), indent=1))
+    write_json(out_dir, CONFIG_FILE, config.to_dict())
     (out_dir / "checkpoints").mkdir(exist_ok=True)
     probe_idx = np.random.default_rng(0).permutation(len(data.train))[:1000]
     started = time.time()
@@ -335,7 +339,7 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
             monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
         ),
         keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False, profile_batch=0),
-        HistoryWriter(out_dir / ARTIFACT_HISTORY, started),
+        HistoryWriter(out_dir / HISTORY_FILE, started),
     ]
     if config.save_epoch_weights:
         (out_dir / EPOCH_WEIGHTS).parent.mkdir(parents=True, exist_ok=True)
@@ -351,10 +355,10 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     if best.exists():
         model = keras.saving.load_model(best, compile=False)
     model = as_float32(model, config.architecture)
-    model.save(out_dir / ARTIFACT_MODEL)
+    model.save(out_dir / MODEL_FILE)
     # Only the new model.keras: exports left from an earlier run are then refused until re-exported.
-    write_manifest(out_dir, [ARTIFACT_MODEL])
-    (out_dir / ARTIFACT_ARCHITECTURE).write_text(model.to_json(indent=1))
+    write_manifest(out_dir, [MODEL_FILE])
+    (out_dir / ARCHITECTURE_FILE).write_text(model.to_json(indent=1))
     write_training_summary(out_dir, config, time.time() - started, data, faces_cropped)
     return model
 
@@ -364,7 +368,7 @@ def best_so_far(out_dir: Path) -> float | None:
     replace the best epoch's weights with the best epoch since the resume. None when starting fresh,
     or when the best weights are not on this machine (only the latest checkpoint travels in git);
     then selection covers the epochs from here on, and this says so."""
-    history_path = out_dir / ARTIFACT_HISTORY
+    history_path = out_dir / HISTORY_FILE
     if not history_path.exists():
         return None
     history = json.loads(history_path.read_text())["epochs"]
@@ -396,7 +400,7 @@ def write_training_summary(
     uses its own folder); evaluation folds these into metrics.json and the card."""
     # A --max-train-images trial trains on its subsample only; count what was trained on.
     train_images = min(len(data.train), config.max_train_images or len(data.train))
-    history = json.loads((out_dir / ARTIFACT_HISTORY).read_text())["epochs"]
+    history = json.loads((out_dir / HISTORY_FILE).read_text())["epochs"]
     epoch_seconds = history.get("seconds", [])
     summary = {
         "epochs_run": len(history.get("epoch", [])),
@@ -410,7 +414,7 @@ def write_training_summary(
         "keras": keras.__version__,
         "data": {"source": data.source, "layout": data.layout, "faces_cropped": faces_cropped},
     }
-    (out_dir / "training.json").write_text(json.dumps(summary, indent=1))
+    write_json(out_dir, TRAINING_FILE, summary)
 
 
 def hardware_description() -> str:
@@ -504,10 +508,10 @@ def architecture_of(model_file: Path) -> str | None:
     """The architecture name of a trained model, from its folder's train_config.json or architecture.json."""
     folder = model_file.parent
     try:
-        if (folder / ARTIFACT_CONFIG).is_file():
-            name = json.loads((folder / ARTIFACT_CONFIG).read_text()).get("architecture")
+        if (folder / CONFIG_FILE).is_file():
+            name = json.loads((folder / CONFIG_FILE).read_text()).get("architecture")
         else:
-            name = json.loads((folder / ARTIFACT_ARCHITECTURE).read_text())["config"]["name"].replace("_", "-")
+            name = json.loads((folder / ARCHITECTURE_FILE).read_text())["config"]["name"].replace("_", "-")
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return name if name in ARCHITECTURES else None

@@ -14,13 +14,11 @@ import logging
 import math
 import os
 import queue
-import stat
 import threading
 import time
-from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
@@ -28,8 +26,8 @@ from typing import BinaryIO
 import av
 import numpy as np
 
+from fer import files
 from fer.config import (
-    CLASS_NAMES,
     VIDEO_ANALYSIS_MAX_SIDE,
     VIDEO_FRAME_BUDGET,
     VIDEO_MAX_FPS,
@@ -38,32 +36,13 @@ from fer.config import (
 )
 from fer.detectors import LIVE_DETECTOR, VIDEO_DETECTOR, FaceFollower, make_detector
 from fer.drawing import draw_faces
+from fer.files import UnreadableInputError
 from fer.images import as_gray, as_rgb
 from fer.recognition import EmotionRecognizer, Face
 from fer.smoothing import FaceSmoother
+from fer.tracks import FaceTracks, FrameResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FrameResult:
-    """What one frame produced; the page turns these into a timeline and a CSV."""
-
-    frame_index: int
-    timestamp: float
-    latency_ms: float
-    faces: list[Face] = field(default_factory=list)
-    error: str | None = None
-
-    def main_face_record(self) -> dict:
-        """One flat row per frame for the main (largest) face, empty emotions when there is none."""
-        row = {"frame": self.frame_index, "time_s": round(self.timestamp, 3),
-               "latency_ms": round(self.latency_ms, 2), "faces": len(self.faces)}
-        if self.faces:
-            face = self.faces[0]
-            row["label"] = face.label
-            row.update({name: round(p, 4) for name, p in face.probabilities.items()})
-        return row
 
 
 class LiveProcessor:
@@ -201,7 +180,7 @@ class LiveProcessor:
 
 # ---------------------------------------------------------------- video files: source, engine, sinks
 
-class InvalidVideoError(ValueError):
+class InvalidVideoError(UnreadableInputError):
     """The file is not a video we can analyse; the message says why in words a user can act on."""
 
 
@@ -291,20 +270,8 @@ def _open_container(source: VideoSource):
 
 
 def check_regular_file(path: str | os.PathLike) -> None:
-    """Only regular files are read: a FIFO would block forever and /dev/zero never ends."""
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError as exc:
-        raise InvalidVideoError(f"{path}: no such file") from exc
-    except OSError as exc:
-        raise InvalidVideoError(f"{path}: cannot be read ({exc.strerror})") from exc
-    if stat.S_ISDIR(mode):
-        raise InvalidVideoError(f"{path}: is a folder, not a video")
-    if not stat.S_ISREG(mode):
-        raise InvalidVideoError(f"{path}: not a regular file (a pipe or a device?)")
-    if not os.access(path, os.R_OK):
-        raise InvalidVideoError(f"{path}: cannot be read (permission denied)")
+    """A regular, readable file, or InvalidVideoError saying why not (`fer.files.check_regular_file`)."""
+    files.check_regular_file(path, "video", InvalidVideoError)
 
 
 def _plain(exc: Exception) -> str:
@@ -433,94 +400,6 @@ def _to_bgr(frame, index: int, time_s: float, max_side: int) -> VideoFrame:
 
 
 # ---------------------------------------------------------------- engine and sinks
-
-#: One row per face per analysed frame: the CSV of the app's video page and of the CLI.
-CSV_COLUMNS: tuple[str, ...] = ("source", "frame", "time_s", "face", "x", "y", "width", "height",
-                                "detection_score", "label", "confidence", *CLASS_NAMES)
-
-
-def face_row(face: Face, face_id: int, *, source: str = "", frame: int | None = None,
-             time_s: float | None = None, scale: float = 1.0) -> dict:
-    """A face as a CSV row; `scale` maps its box back to the source's pixels (video frames are
-    analysed downscaled). `frame` and `time_s` stay empty for still images."""
-    x, y, w, h = (round(v * scale) for v in face.box)
-    row = {"source": source, "frame": "" if frame is None else frame,
-           "time_s": "" if time_s is None else round(time_s, 3), "face": face_id,
-           "x": x, "y": y, "width": w, "height": h,
-           "detection_score": "" if face.detection_score is None else round(face.detection_score, 4),
-           "label": face.label, "confidence": round(face.confidence, 4)}
-    row.update({name: round(face.probabilities[name], 4) for name in CLASS_NAMES})
-    return row
-
-
-class FaceTracks:
-    """Every face of every analysed frame, 15 numbers each (120 bytes): an hour of one face at
-    30 fps is 13 MB, so a whole video's results stay in memory while its frames do not.
-
-    `table()` columns: FRAME, TIME, FACE_ID, BOX (x, y, width, height), PROBABILITIES (7) and
-    SCORE (the detection score, NaN where the detector gives none)."""
-
-    _FIELDS = ("frame", "time_s", "face", "x", "y", "width", "height", *CLASS_NAMES, "detection_score")
-    FRAME, TIME, FACE_ID, BOX = 0, 1, 2, slice(3, 7)
-    PROBABILITIES = slice(7, 7 + len(CLASS_NAMES))
-    SCORE = 7 + len(CLASS_NAMES)
-
-    def __init__(self) -> None:
-        self._data = array("d")
-
-    def add(self, result: FrameResult, scale: float = 1.0) -> None:
-        for face in result.faces:
-            self._data.extend((result.frame_index, result.timestamp, face.extra.get("track_id", 0),
-                               *(round(v * scale) for v in face.box),
-                               *(face.probabilities[name] for name in CLASS_NAMES),
-                               math.nan if face.detection_score is None else face.detection_score))
-
-    def __len__(self) -> int:
-        return len(self._data) // len(self._FIELDS)
-
-    def table(self) -> np.ndarray:
-        """(rows, 15): frame, time_s, face ID, x, y, width, height, the 7 probabilities, the detection score."""
-        return np.frombuffer(self._data, dtype=np.float64).reshape(-1, len(self._FIELDS)) if self._data else \
-            np.zeros((0, len(self._FIELDS)))
-
-    def face_ids(self) -> list[int]:
-        """Track IDs, the faces seen longest first."""
-        ids, counts = np.unique(self.table()[:, self.FACE_ID].astype(int), return_counts=True)
-        return [int(i) for i in ids[np.argsort(-counts, kind="stable")]]
-
-    def timeline(self, face_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """Times (N,) and probabilities (N, 7) of one face, in time order."""
-        rows = self.table()
-        rows = rows[rows[:, self.FACE_ID] == face_id]
-        return rows[:, self.TIME], rows[:, self.PROBABILITIES]
-
-    def records(self, source: str = "") -> Iterator[dict]:
-        """CSV rows (`CSV_COLUMNS`), in frame order."""
-        for row in self.table():
-            probabilities = dict(zip(CLASS_NAMES, row[self.PROBABILITIES].tolist()))
-            score = float(row[self.SCORE])
-            face = Face(box=tuple(int(v) for v in row[self.BOX]), probabilities=probabilities,
-                        detection_score=None if math.isnan(score) else score)
-            yield face_row(face, int(row[self.FACE_ID]), source=source, frame=int(row[self.FRAME]),
-                           time_s=float(row[self.TIME]))
-
-    def summary(self, frame_seconds: float) -> list[dict]:
-        """Per face: when it was seen, for how long, the share of its time in each emotion (by the
-        per-frame label) and the dominant one. `frame_seconds` is the time one analysed frame stands for."""
-        rows = self.table()
-        out = []
-        for face_id in self.face_ids():
-            mine = rows[rows[:, self.FACE_ID] == face_id]
-            labels = mine[:, self.PROBABILITIES].argmax(axis=1)
-            share = np.bincount(labels, minlength=len(CLASS_NAMES)) / len(mine)
-            out.append({
-                "face": face_id, "first_s": round(float(mine[0, 1]), 2), "last_s": round(float(mine[-1, 1]), 2),
-                "seconds_seen": round(len(mine) * frame_seconds, 2), "frames": len(mine),
-                "dominant": CLASS_NAMES[int(share.argmax())],
-                **{name: round(float(s), 4) for name, s in zip(CLASS_NAMES, share)},
-            })
-        return out
-
 
 def video_encoder() -> str:
     """H.264 (plays in every browser) when this PyAV build has an encoder for it, else MPEG-4 part 2

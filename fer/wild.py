@@ -22,6 +22,7 @@ import numpy as np
 from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR
 from fer.detectors import Box, box_iou
 from fer.images import InvalidImageError, read_image
+from fer.metrics import classification_report
 
 #: A detection counts as the labelled face when their boxes overlap by at least this IoU.
 MATCH_IOU = 0.3
@@ -75,8 +76,6 @@ def match_face(detections: list[Box], labelled: Box) -> int | None:
 
 def wild_report(labels: np.ndarray, predicted: np.ndarray, other_detections: int = 0) -> dict:
     """The protocol's figures from true labels and predictions, where -1 marks a missed face."""
-    from fer.evaluate import classification_report
-
     labels, predicted = np.asarray(labels), np.asarray(predicted)
     found = predicted >= 0
     overall = classification_report(labels, predicted)
@@ -152,13 +151,6 @@ def run_pipeline(
         if progress is not None:
             progress(i + 1, len(faces))
     return WildPredictions(faces, predicted, compared if other is not None else None, others)
-
-
-def evaluate_wild(recognizer, faces: list[LabelledFace], compare_tta: str | None = "none") -> dict:
-    """The protocol's figures for `recognizer` on `faces`, with the pipeline's settings."""
-    report = run_pipeline(recognizer, faces, compare_tta).report()
-    report["settings"] = pipeline_settings(recognizer)
-    return report
 
 
 def pipeline_settings(recognizer) -> dict:

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from fer.ablation import PAPER_REPORTED_CURVE, ablation_rows, config_changes, main, paper_curve, render
+from fer.artifacts import ModelArtifacts
 from fer.config import MODELS_DIR
-from fer.report import ModelArtifacts
 
 
 def _run(folder, config: dict, val_acc: float, epochs: int):

@@ -105,10 +105,13 @@ def test_home_shows_in_the_wild_figures_when_recorded(model_copy):
     assert "On 1234 labelled faces" in _text(app)
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+@pytest.mark.parametrize("damage", ["corrupt", "missing", "wrong types"])
 def test_home_with_a_damaged_metrics_file_shows_the_model_and_names_the_missing_figures(model_copy, damage):
     if damage == "corrupt":
         (model_copy / "metrics.json").write_text('{"test": {"accuracy": 0.5')
+    elif damage == "wrong types":  # strings and lists where objects and numbers belong
+        (model_copy / "metrics.json").write_text(json.dumps({"test": "0.7", "val": {"accuracy": "high"}, "model": [],
+                                                             "formats": "onnx", "in_the_wild": {"found_rate": "all"}}))
     else:
         (model_copy / "metrics.json").unlink()
     app = _run("streamlit_app.py")
@@ -120,7 +123,7 @@ def test_home_with_a_damaged_metrics_file_shows_the_model_and_names_the_missing_
 
 
 def test_home_shows_a_model_load_warning(monkeypatch):
-    import fer.ui
+    import app_pages.ui
     from fer.recognition import EmotionRecognizer
 
     def with_warning(model_dir, backend):
@@ -128,7 +131,7 @@ def test_home_shows_a_model_load_warning(monkeypatch):
         recognizer.load_warnings = ["model.onnx failed its checksum; using model_float32.tflite instead"]
         return recognizer
 
-    monkeypatch.setattr(fer.ui, "_load_recognizer", with_warning)
+    monkeypatch.setattr(app_pages.ui, "_load_recognizer", with_warning)
     app = _run("streamlit_app.py")
     assert any("failed its checksum" in w.value for w in app.warning)
 
@@ -197,16 +200,16 @@ def test_group_photo_faces_are_numbered_in_reading_order_everywhere(group_photo)
 
 def test_every_failing_photo_gets_one_line_and_the_batch_goes_on(monkeypatch, astronaut_rgb):
     """Issue 12 §3: unreadable, too small and internally failing photos each get a one-line message."""
-    import fer.ui
+    import fer.photos
 
-    real_fit = fer.ui.fit_for_display
+    real_fit = fer.photos.fit_for_display
 
     def fail_on_333(image, faces, *args, **kwargs):  # an unexpected error inside the pipeline
         if image.shape[:2] == (333, 333):
             raise cv2.error("OpenCV(4.10) resize.cpp:4152: error: (-215:Assertion failed) !ssize.empty()")
         return real_fit(image, faces, *args, **kwargs)
 
-    monkeypatch.setattr(fer.ui, "fit_for_display", fail_on_333)
+    monkeypatch.setattr(fer.photos, "fit_for_display", fail_on_333)
     files = [("tiny.png", _png(np.zeros((4, 4, 3), np.uint8)), "image/png"),
              ("broken.png", b"\x89PNG\r\n\x1a\n" + bytes(range(200)), "image/png"),
              ("odd.png", _png(np.full((333, 333, 3), 128, np.uint8)), "image/png"),
@@ -218,7 +221,7 @@ def test_every_failing_photo_gets_one_line_and_the_batch_goes_on(monkeypatch, as
         assert error.startswith(f"{name}\\.png could not be"), error
         assert "\n" not in error and not re.search(r"Traceback|\b[A-Z]\w*(Error|Exception)\b|cv2", error), error
     assert "other photos are not affected" in errors[2]
-    assert len(app.dataframe) == 1 and list(app.dataframe[0].value["image"]) == ["face.png"]
+    assert len(app.dataframe) == 1 and list(app.dataframe[0].value["source"]) == ["face.png"]
 
 
 def test_file_names_are_shown_literally_not_as_markdown(astronaut_rgb):
@@ -229,9 +232,9 @@ def test_file_names_are_shown_literally_not_as_markdown(astronaut_rgb):
 
 
 def test_whole_image_mode_replaces_the_no_face_warning(monkeypatch):
-    import fer.ui
+    import app_pages.ui
 
-    monkeypatch.setattr(fer.ui, "example_image", lambda: np.full((300, 300, 3), 180, np.uint8))
+    monkeypatch.setattr(app_pages.ui, "example_image", lambda: np.full((300, 300, 3), 180, np.uint8))
     app = _run(UPLOAD)
     app.radio(key="source").set_value("Example photo").run()
     assert any("No face found" in w.value for w in app.warning)

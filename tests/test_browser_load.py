@@ -21,8 +21,8 @@ from fer.backends import PHOTO_BACKEND
 from fer.config import PHOTO_MODEL_DIR
 from fer.drawing import reading_order
 from fer.recognition import EmotionRecognizer
+from fer.results import face_summary
 from fer.tta import PHOTO_TTA
-from fer.ui import face_summary
 from tests import test_browser as shared
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SERVER_LOGS, _need_chromium
 

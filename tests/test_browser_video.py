@@ -12,7 +12,7 @@ import io
 import pytest
 
 from fer.config import CLASS_NAMES
-from fer.video import CSV_COLUMNS
+from fer.results import CSV_COLUMNS
 from tests import test_browser as shared
 from tests.media import two_faces_frames, write_video
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR, _need_chromium, _settle

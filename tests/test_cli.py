@@ -14,7 +14,7 @@ from PIL import Image
 
 from fer import predict
 from fer.config import CLASS_NAMES, PROJECT_ROOT
-from fer.video import CSV_COLUMNS
+from fer.results import CSV_COLUMNS
 from tests.media import two_faces_frames, write_video
 
 

@@ -10,9 +10,10 @@ import pytest
 import fer.backends
 from fer import EmotionRecognizer
 from fer.backends import BACKEND_FILES, expected_format, load_backend, realtime_order
-from fer.evaluate import classification_report, predict_split
+from fer.evaluate import predict_split
 from fer.export import export_all
 from fer.manifest import check_folder, read_manifest
+from fer.metrics import classification_report
 from fer.models import build_model
 from tests.conftest import synthetic_face
 

@@ -16,11 +16,11 @@ import pytest
 
 from fer import evaluate as evaluate_cli
 from fer import train as train_cli
+from fer.artifacts import list_model_dirs
 from fer.config import CLASS_NAMES, FACE_MARGIN, PROJECT_ROOT
 from fer.data import load_dataset
 from fer.detectors import PHOTO_DETECTOR, make_detector_or_fallback
 from fer.framing import crop_face
-from fer.report import list_model_dirs
 from tests.conftest import synthetic_face
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fer.config import CLASS_NAMES
 from fer.recognition import Face
-from fer.ui import LiveSession
-from fer.video import FrameResult
+from fer.tracks import FrameResult, LiveSession
 
 
 def _frame(index: int, time_s: float, face_ids: list[int]) -> FrameResult:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from fer.backends import load_backend
-from fer.evaluate import classification_report, predict_split
+from fer.evaluate import predict_split
+from fer.metrics import classification_report
 
 pytestmark = pytest.mark.fer2013
 

@@ -10,10 +10,10 @@ import pytest
 
 from fer import evaluate as evaluate_cli
 from fer import train as train_cli
+from fer.artifacts import ModelArtifacts, uses_teacher
 from fer.data import load_dataset
 from fer.evaluate import WILD_NOT_RUN
 from fer.manifest import read_manifest, sha256_file
-from fer.report import ModelArtifacts, uses_teacher
 
 ARGS = ["--epochs", "1", "--batch-size", "16"]
 

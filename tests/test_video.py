@@ -15,9 +15,10 @@ import pytest
 from fer.config import CLASS_NAMES, VIDEO_FRAME_BUDGET, VIDEO_MAX_FPS, VIDEO_MAX_SECONDS
 from fer.detectors import FaceFollower, HaarFaceDetector
 from fer.recognition import EmotionRecognizer, Face
+from fer.results import CSV_COLUMNS
 from fer.smoothing import FaceSmoother, iou
+from fer.tracks import FaceTracks
 from fer.video import (
-    CSV_COLUMNS,
     InvalidVideoError,
     LiveProcessor,
     Sampling,
@@ -202,7 +203,7 @@ def test_video_faces_keep_their_ids_and_are_summarised(recognizer, two_faces_vid
     for face_id in ids:
         tops = table[table[:, 2] == face_id, 4]
         assert tops.max() - tops.min() < 40, tops
-        assert (table[:, 2] == face_id).sum() >= 40
+        assert (table[:, FaceTracks.FACE_ID] == face_id).sum() >= 40
     summary = analysis.summary()
     assert [s["face"] for s in summary] == ids
     for face in summary:
@@ -213,7 +214,7 @@ def test_video_faces_keep_their_ids_and_are_summarised(recognizer, two_faces_vid
         times, probabilities = analysis.tracks.timeline(face["face"])
         assert len(times) == face["frames"] and probabilities.shape == (face["frames"], 7)
         assert np.all(np.diff(times) > 0)
-    rows = list(analysis.tracks.records("two_faces.mp4"))
+    rows = [row.as_dict() for row in analysis.tracks.rows("two_faces.mp4")]
     assert len(rows) == len(table) and list(rows[0]) == list(CSV_COLUMNS)
     assert rows[0]["source"] == "two_faces.mp4" and rows[0]["label"] in CLASS_NAMES
 

@@ -1,18 +1,16 @@
-"""Streamlit building blocks shared by the app's pages (cached model, charts, tables, ICE config).
+"""Streamlit building blocks shared by the app's pages (cached model, charts, tiles, ICE config).
 
-Pages stay thin: they lay out widgets and call these; nothing here holds FER logic.
+Pages stay thin: they lay out widgets and call these and `fer`; the FER logic (the photo pipeline,
+live sessions, result files) lives in the library, so the CLI and the tests run the same code.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +19,35 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import fer.config
+from fer.artifacts import IN_THE_WILD_FIGURES, METRICS_FILE, ModelArtifacts
 from fer.backends import FORMAT_NAMES, LIVE_BACKEND, PHOTO_BACKEND, expected_format
 from fer.config import CLASS_NAMES, EMOTION_COLORS
-from fer.drawing import draw_faces, fit_for_display, reading_order
-from fer.images import MAX_FILE_BYTES, InvalidImageError, read_image
-from fer.memory import IdleTrimmer
+from fer.images import IMAGE_SUFFIXES, MAX_FILE_BYTES
+from fer.photos import analyse_photo
 from fer.recognition import EmotionRecognizer, Face
-from fer.report import IN_THE_WILD_FIGURES, ModelArtifacts
-from fer.video import FaceTracks, FrameResult
 
-log = logging.getLogger(__name__)
 
-#: Every photo and video analysis of every session runs inside `ANALYSES.running()`: when the last
-#: one ends, the heap is trimmed, so memory comes back after a burst of visitors.
-ANALYSES = IdleTrimmer()
+@dataclass(frozen=True)
+class PageSpec:
+    """One page of the app: its script, its name in the sidebar and on the home page, its URL."""
 
-#: What the upload page's file picker and camera accept (the decoder is told the same list).
-PHOTO_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp")
+    script: str
+    title: str
+    icon: str
+    url_path: str | None = None  # None: the default page, served at the root
+
+
+#: The app's pages in the order a visitor meets them: the sidebar and the home page's links.
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("app_pages/0_Home.py", "Home", ":material/home:"),
+    PageSpec("app_pages/1_Upload.py", "Upload photos", ":material/upload:", "Upload"),
+    PageSpec("app_pages/2_Live_camera.py", "Live camera", ":material/videocam:", "Live_camera"),
+    PageSpec("app_pages/4_Video.py", "Video file", ":material/movie:", "Video"),
+    PageSpec("app_pages/3_Model_report.py", "Model report", ":material/monitoring:", "Model_report"),
+)
+
+#: What the upload page's file picker and camera accept: what the decoder reads.
+PHOTO_TYPES: tuple[str, ...] = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
 PHOTO_TYPES_TEXT = "JPG, PNG, WebP or BMP"
 
 
@@ -77,7 +87,7 @@ def load_artifacts(model_dir: str, _mtime: float = 0.0) -> ModelArtifacts:
 
 def artifacts_for(model_dir: Path | str) -> ModelArtifacts:
     """Cached artifacts, refreshed when metrics.json changes on disk."""
-    metrics = Path(model_dir) / "metrics.json"
+    metrics = Path(model_dir) / METRICS_FILE
     return load_artifacts(str(model_dir), metrics.stat().st_mtime if metrics.exists() else 0.0)
 
 
@@ -105,46 +115,6 @@ def probability_chart(face: Face, title: str = "") -> go.Figure:
     return fig
 
 
-def faces_records(faces: list[Face], image_name: str = "") -> list[dict]:
-    """Flat rows (one per face, numbered 1.. in the order given) for tables and CSV/JSON downloads."""
-    rows = []
-    for i, face in enumerate(faces, 1):
-        x, y, w, h = face.box
-        row = {"image": image_name, "face": i, "label": face.label, "confidence": round(face.confidence, 4),
-               "x": x, "y": y, "width": w, "height": h,
-               "detection_score": None if face.detection_score is None else round(face.detection_score, 4)}
-        row.update({name: round(face.probabilities[name], 4) for name in CLASS_NAMES})
-        rows.append(row)
-    return rows
-
-
-def face_summary(faces: Sequence[Face]) -> str:
-    """One line for the faces of a photo, numbered as on the image: "#1 happy 90%; #2 sad 55%"."""
-    return "; ".join(f"#{i} {face.label} {face.confidence:.0%}" for i, face in enumerate(faces, 1))
-
-
-def records_to_csv(rows: Sequence[dict]) -> str:
-    if not rows:
-        return ""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def records_to_json(rows: list[dict]) -> str:
-    return json.dumps(rows, indent=1)
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 # ---------------------------------------------------------------- upload page
 
 
@@ -153,41 +123,6 @@ def upload_limit_mb() -> int:
     (`fer.images.MAX_FILE_BYTES`), within the server's cap for any upload (.streamlit/config.toml,
     raised for the video page)."""
     return min(int(st.get_option("server.maxUploadSize")), MAX_FILE_BYTES // 2**20)
-
-
-@dataclass
-class PhotoResult:
-    """One photo after detection and classification, or the one-line reason it could not be analysed.
-
-    `faces` are in reading order; face n of the table, charts and downloads is `faces[n - 1]`
-    and carries the label "#n" on `annotated`.
-    """
-
-    name: str
-    faces: list[Face] = field(default_factory=list)
-    annotated: np.ndarray | None = None
-    error: str | None = None
-
-
-def analyse_photo(
-    recognizer: EmotionRecognizer, name: str, source: bytes | np.ndarray, *, whole_image: bool = False
-) -> PhotoResult:
-    """Decode, detect, classify and annotate one photo. Never raises: a photo that fails gets a
-    one-line `error` saying what to do, and the rest of a batch goes on."""
-    try:
-        with ANALYSES.running():
-            rgb = source if isinstance(source, np.ndarray) else read_image(source)
-            faces = reading_order(recognizer.predict(rgb, color_order="rgb", whole_image=whole_image))
-            display, shown = fit_for_display(rgb, faces)
-            annotated = draw_faces(display, shown, numbers=range(1, len(faces) + 1))
-    except InvalidImageError as exc:
-        reason = " ".join(str(exc).split()).rstrip(".")
-        return PhotoResult(name, error=f"{name} could not be read: {reason}.")  # the reason says what to do
-    except Exception:  # whatever else goes wrong with one photo must not end the page
-        log.exception("analysing %r failed", name)
-        return PhotoResult(name, error=f"{name} could not be analysed because of an error on our side; the other "
-                                       "photos are not affected. Try another photo, or a smaller copy of this one.")
-    return PhotoResult(name, faces, annotated)
 
 
 @st.cache_data(show_spinner=False)
@@ -206,90 +141,6 @@ def annotated_example(model_dir: str) -> np.ndarray | None:
 
 
 # ---------------------------------------------------------------- live page
-
-#: The live page keeps at most this many face rows (about 110 bytes each, ~20 minutes of one face at
-#: 30 FPS); when full, the older half is dropped.
-LIVE_MAX_ROWS = 40_000
-#: Each face's timeline shows this many seconds, for at most this many faces ...
-TIMELINE_WINDOW_S, MAX_TIMELINES = 30.0, 4
-#: A face gets a timeline once it has been seen in this many frames.
-MIN_TIMELINE_FRAMES = 5
-#: ... and the page says "no face in view" once frames have come this long without one.
-NO_FACE_HINT_S = 1.5
-
-
-class LiveSession:
-    """What the live page keeps between reruns: every face's rows since START, with face IDs.
-
-    Times count from the first frame after START (the processor's own clock starts at page load).
-    Rows live in two `FaceTracks` halves so memory stays bounded: when the newer half is full,
-    the older one is dropped.
-    """
-
-    def __init__(self, max_rows: int = LIVE_MAX_ROWS):
-        self.max_rows = max_rows
-        self.reset()
-
-    def reset(self) -> None:
-        self._older, self._newer = FaceTracks(), FaceTracks()
-        self.start: float | None = None
-        self.frames = 0
-        self.last_frame_s: float | None = None
-        self.last_face_s: float | None = None
-
-    def add(self, results: Sequence[FrameResult]) -> None:
-        for result in results:
-            if self.start is None:
-                self.start = result.timestamp
-            rebased = replace(result, timestamp=result.timestamp - self.start)
-            if len(self._newer) >= self.max_rows // 2:
-                self._older, self._newer = self._newer, FaceTracks()
-            self._newer.add(rebased)
-            self.frames += 1
-            self.last_frame_s = rebased.timestamp
-            if result.faces:
-                self.last_face_s = rebased.timestamp
-
-    def __len__(self) -> int:
-        return len(self._older) + len(self._newer)
-
-    def _table(self) -> np.ndarray:
-        """`FaceTracks.table` rows of both halves: frame, time_s, face ID, box, 7 probabilities."""
-        return np.concatenate([self._older.table(), self._newer.table()])
-
-    def no_face_in_view(self) -> bool:
-        """Frames have been arriving for `NO_FACE_HINT_S` seconds without a face in them."""
-        if self.last_frame_s is None:
-            return False
-        return self.last_frame_s - (self.last_face_s if self.last_face_s is not None else 0.0) >= NO_FACE_HINT_S
-
-    def recent_faces(self, window_s: float = TIMELINE_WINDOW_S, limit: int = MAX_TIMELINES,
-                     min_frames: int = MIN_TIMELINE_FRAMES) -> list[int]:
-        """IDs of the (at most `limit`) faces seen most recently within `window_s`, in ID order.
-
-        A face needs `min_frames` frames in the window to count: a track that lived for a frame or
-        two (a face found again after a jump, a false detection) would only give an empty chart.
-        """
-        rows = self._table()
-        if not len(rows):
-            return []
-        time, face_id = FaceTracks.TIME, FaceTracks.FACE_ID
-        rows = rows[rows[:, time] >= self.last_frame_s - window_s]
-        ids, counts = np.unique(rows[:, face_id].astype(int), return_counts=True)
-        last_seen = {int(i): float(rows[rows[:, face_id] == i, time].max()) for i, n in zip(ids, counts) if n >= min_frames}
-        return sorted(sorted(last_seen, key=last_seen.get, reverse=True)[:limit])
-
-    def timeline(self, face_id: int, window_s: float = TIMELINE_WINDOW_S) -> tuple[np.ndarray, np.ndarray]:
-        """Times (seconds since START) and probabilities (N, 7) of one face over the last `window_s`."""
-        rows = self._table()
-        recent = rows[:, FaceTracks.TIME] >= (self.last_frame_s or 0.0) - window_s
-        rows = rows[(rows[:, FaceTracks.FACE_ID] == face_id) & recent]
-        return rows[:, FaceTracks.TIME], rows[:, FaceTracks.PROBABILITIES]
-
-    def csv(self) -> str:
-        """One row per face per frame, with its face ID (the video page's CSV columns)."""
-        return records_to_csv([*self._older.records("live camera"), *self._newer.records("live camera")])
-
 
 def timeline_chart(times: np.ndarray, probabilities: np.ndarray, title: str, x_title: str = "seconds") -> go.Figure:
     """The 7 probabilities of one face over time, in the emotions' colours."""

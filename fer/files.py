@@ -1,0 +1,31 @@
+"""Checks before a file is opened, shared by the image and video readers."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+
+class UnreadableInputError(ValueError):
+    """An input that cannot be read as it is; the message says why in words a user can act on."""
+
+
+def check_regular_file(path: str | os.PathLike, kind: str = "file",
+                       error: type[Exception] = UnreadableInputError) -> None:
+    """Only regular files are read: a FIFO would block forever and /dev/zero never ends.
+
+    Raises `error` naming `kind` (e.g. "video") where a folder was given instead."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:
+        raise error(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror})") from exc
+    if stat.S_ISDIR(mode):
+        raise error(f"{path}: is a folder, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}")
+    if not stat.S_ISREG(mode):
+        raise error(f"{path}: not a regular file (a pipe or a device?)")
+    if not os.access(path, os.R_OK):
+        raise error(f"{path}: cannot be read (permission denied)")
