@@ -2,9 +2,9 @@
 
 Measured with rounds of eight photos uploaded at once (benchmarks/app_load.md): glibc raises its
 mmap threshold each time a large block is freed, so the images and activations of later photos
-come from the heaps of the threads that analysed them, and the freed pages stay there. The server
-grew ~60 MB a round and kept it after the visitors had left (`malloc_trim` gave back 20 MB of
-220). Fixing the threshold keeps every large block in its own mapping, returned when freed.
+come from the heaps of the threads that analysed them, and the freed pages stay there: the server
+kept growing after the visitors had left, and `malloc_trim` gave back little (the figures are in
+benchmarks/app_load.md). Fixing the threshold keeps every large block in its own mapping, returned when freed.
 These are process-wide policies: the app's entry point turns them on, the library does not.
 """
 

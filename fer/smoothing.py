@@ -14,9 +14,6 @@ from fer.config import CLASS_NAMES
 from fer.detectors import Box, box_iou
 from fer.recognition import Face
 
-#: The old name of `fer.detectors.box_iou`, still imported by tests/test_video.py.
-iou = box_iou
-
 
 @dataclass
 class Track:

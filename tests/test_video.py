@@ -14,9 +14,10 @@ import pytest
 
 from fer.config import CLASS_NAMES, VIDEO_FRAME_BUDGET, VIDEO_MAX_FPS, VIDEO_MAX_SECONDS
 from fer.detectors import FaceFollower, HaarFaceDetector
+from fer.detectors import box_iou as iou
 from fer.recognition import EmotionRecognizer, Face
 from fer.results import CSV_COLUMNS
-from fer.smoothing import FaceSmoother, iou
+from fer.smoothing import FaceSmoother
 from fer.tracks import FaceTracks
 from fer.video import (
     InvalidVideoError,
