@@ -81,6 +81,10 @@ class CsvWriter:
     def write(self, rows: Iterable[FaceRow]) -> None:
         self._writer.writerows(row.as_dict(missing="") for row in rows)
 
+    def write_records(self, records: Iterable[dict]) -> None:
+        """Rows already flattened under `CSV_COLUMNS` (as read back from Parquet), None written as ""."""
+        self._writer.writerows({k: "" if record[k] is None else record[k] for k in CSV_COLUMNS} for record in records)
+
 
 def to_csv(rows: Iterable[FaceRow]) -> str:
     """The rows as CSV text with its header (a header alone when there are none)."""

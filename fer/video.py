@@ -349,20 +349,27 @@ class VideoFrame:
 
 def read_frames(
     source: VideoSource, sampling: Sampling | None = None, *, max_side: int = VIDEO_ANALYSIS_MAX_SIDE,
-    max_errors: int = 100,
+    max_errors: int = 100, span: tuple[float, float | None] | None = None,
 ) -> Iterator[VideoFrame]:
     """Decode a video one frame at a time (memory stays at a few frames, whatever its length).
 
+    `span` (start, end) in seconds keeps the frames from start up to, not including, end (None: to
+    the end): a long video is split into parts that workers analyse apart. A part after the first
+    seeks to the key frame before its start, and numbers frames by their time, as a whole pass would.
     Damaged packets are skipped (up to `max_errors`); a file from which no frame at all
     can be decoded raises `InvalidVideoError`. Closing the generator closes the file.
     """
     sampling = sampling or Sampling()
+    start_s, end_s = span or (0.0, None)
     container, name = _open_container(source)
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         decoded = errors = 0
+        if start_s > 0 and stream.time_base:
+            container.seek(int(start_s / stream.time_base), stream=stream, backward=True, any_frame=False)
+            decoded = None  # numbered from the first frame's time instead
         next_time: float | None = None
         for packet in container.demux(stream):
             try:
@@ -373,9 +380,15 @@ def read_frames(
                     raise InvalidVideoError(f"{name}: too many damaged frames ({_plain(exc)})") from exc
                 continue
             for frame in frames:
+                if decoded is None:  # after a seek: the position a whole pass would have given
+                    decoded = round(float(frame.time or 0.0) * rate)
                 index = decoded
                 decoded += 1
                 time_s = float(frame.time) if frame.time is not None else index / rate
+                if time_s < start_s - 1e-6:
+                    continue
+                if end_s is not None and time_s >= end_s - 1e-6:
+                    return
                 if sampling.fps is not None:
                     if next_time is not None and time_s < next_time - 1e-6:
                         continue
@@ -384,7 +397,7 @@ def read_frames(
                 elif index % (sampling.every or 1):
                     continue
                 yield _to_bgr(frame, index, time_s, max_side)
-        if decoded == 0:
+        if not decoded:
             raise InvalidVideoError(f"{name}: no frame could be decoded (empty or damaged video)")
 
 
@@ -510,12 +523,14 @@ def analyse_video(
     on_progress: ProgressCallback | None = None,
     progress_every_s: float = 0.25,
     detector: str = VIDEO_DETECTOR,
+    span: tuple[float, float | None] | None = None,
 ) -> VideoAnalysis:
     """Run a video file through the live page's per-frame engine (`LiveProcessor`), frame by frame.
 
     Faces get stable track IDs; `smoothing` averages each face's probabilities over time as the
     live page does (off: each frame's own). `annotated_path` also writes the annotated frames as
-    an MP4. `on_progress(done, expected)` is called every `progress_every_s` seconds; whatever it
+    an MP4. `span` (start, end) in seconds analyses that part only (`read_frames`).
+    `on_progress(done, expected)` is called every `progress_every_s` seconds; whatever it
     raises (a Streamlit rerun, Ctrl-C) stops the analysis with the files closed.
     """
     info = probe_video(source)
@@ -533,7 +548,7 @@ def analyse_video(
     analysis.encoder = writer.encoder if writer else None
     started = last_report = time.perf_counter()
     try:
-        for frame in read_frames(source, sampling):
+        for frame in read_frames(source, sampling, span=span):
             annotated, result = processor.analyse(frame.bgr, frame_index=frame.index, timestamp=frame.time_s)
             analysis.tracks.add(result, frame.scale)
             analysis.frames_analysed += 1

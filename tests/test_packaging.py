@@ -22,7 +22,7 @@ def test_requirements_txt_is_the_core_and_the_app_extras():
 
 def test_the_test_extra_installs_everything():
     extras = _project()["optional-dependencies"]
-    assert "fer-app[app,train]" in extras["test"] and set(extras) >= {"app", "train", "test"}
+    assert "fer-app[app,train,scale]" in extras["test"] and set(extras) >= {"app", "train", "scale", "test"}
 
 
 def test_opencv_is_pinned_below_5():
