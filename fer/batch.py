@@ -36,7 +36,7 @@ from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR, VIDEO_SUFFIXES
 from fer.detectors import PHOTO_DETECTOR, VIDEO_DETECTOR
 from fer.images import IMAGE_SUFFIXES
 from fer.results import CsvWriter, FaceRow, photo_rows
-from fer.tta import DEFAULT_TTA, PHOTO_TTA
+from fer.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES
 
 #: A video longer than this is analysed in parts of this length, so that each fits a worker and a
 #: killed job loses at most one part of it. Face IDs restart in each part, offset by PART_ID_STRIDE.
@@ -331,9 +331,14 @@ class ResultsDir:
         return self.root / "failed.parquet"
 
     def counts(self) -> dict[str, int]:
-        found = dict(self.db.execute("SELECT status, COUNT(*) FROM units GROUP BY status").fetchall())
-        found["faces"] = self.db.execute("SELECT COALESCE(SUM(faces), 0) FROM units").fetchone()[0]
-        return found
+        """Units by status ("done", "failed", "skipped") and the faces found."""
+        return _counts(self.db)
+
+    @staticmethod
+    def counts_of(root: Path) -> dict[str, int]:
+        """`counts` of a results directory, whatever settings made it (for reports)."""
+        with sqlite3.connect(Path(root) / "progress.sqlite") as db:
+            return _counts(db)
 
     def rows(self) -> Iterator[dict]:
         """Every result row, part by part (for --csv and checks)."""
@@ -341,6 +346,12 @@ class ResultsDir:
 
         for (name,) in self.db.execute("SELECT name FROM parts ORDER BY name").fetchall():
             yield from pq.read_table(self.parts / name).to_pylist()
+
+
+def _counts(db: sqlite3.Connection) -> dict[str, int]:
+    found = dict(db.execute("SELECT status, COUNT(*) FROM units GROUP BY status").fetchall())
+    found["faces"] = db.execute("SELECT COALESCE(SUM(faces), 0) FROM units").fetchone()[0]
+    return found
 
 
 def write_plan(results: ResultsDir, paths: list[Path], unit_seconds: float) -> tuple[Path, int]:
@@ -364,8 +375,8 @@ def read_plan(plan: Path) -> Iterator[WorkUnit]:
 # ---------------------------------------------------------------- engines
 
 
-def run_local(plan: Path, settings: JobSettings) -> Iterator[UnitResult]:
-    analyser = UnitAnalyser(settings)
+def run_local(plan: Path, settings: JobSettings, threads: int | None = None) -> Iterator[UnitResult]:
+    analyser = UnitAnalyser(settings, threads)
     for unit in read_plan(plan):
         yield analyser(unit)
 
@@ -400,11 +411,11 @@ def run_ray(plan: Path, pending: int, settings: JobSettings, address: str | None
 
 def run_job(paths: list[Path], out: Path, settings: JobSettings, *, engine: str = "local",
             address: str | None = None, workers: int | None = None, quiet: bool | None = None,
-            part_units: int = PART_UNITS) -> dict[str, int]:
+            part_units: int = PART_UNITS, threads: int | None = None) -> dict[str, int]:
     """Plan, analyse and record every input not done yet; returns the directory's counts."""
     results = ResultsDir(out, settings)
     plan, pending = write_plan(results, paths, settings.unit_seconds)
-    stream = run_local(plan, settings) if engine == "local" else run_ray(plan, pending, settings, address, workers)
+    stream = run_local(plan, settings, threads) if engine == "local" else run_ray(plan, pending, settings, address, workers)
     quiet = not sys.stderr.isatty() if quiet is None else quiet
     buffer: list[UnitResult] = []
     last_write = time.monotonic()
@@ -437,10 +448,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--address", default=None,
                         help="ray: the cluster to join ('auto', or ray://HOST:10001); default: a local cluster")
     parser.add_argument("--workers", type=int, default=None, help="ray: at most this many workers (default: one per CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="local: threads for the model (default: ONNX Runtime's and LiteRT's own choice)")
     parser.add_argument("--csv", type=Path, default=None, help="also write every row to this one CSV file at the end")
     parser.add_argument("--model", type=Path, default=None,
                         help=f"model folder for images and videos (default: {PHOTO_MODEL_DIR.name} for images, "
                         f"{DEFAULT_MODEL_DIR.name} for videos, as the app uses them)")
+    parser.add_argument("--tta", choices=TTA_MODES, default=None,
+                        help=f"test-time augmentation (default: {PHOTO_TTA} for images, {DEFAULT_TTA} for videos)")
     sampling = parser.add_mutually_exclusive_group()
     sampling.add_argument("--every", type=int, default=None, metavar="N", help="videos: analyse every N-th frame")
     sampling.add_argument("--fps", type=float, default=None, metavar="F", help="videos: analyse F frames per second")
@@ -461,6 +476,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--part-units must be at least 1")
     if not args.unit_seconds > 0:
         parser.error("--unit-seconds must be positive")
+    if args.threads is not None and (args.threads < 1 or args.engine != "local"):
+        parser.error("--threads is for --engine local, at least 1 (Ray workers use one thread each)")
     if args.address and args.engine != "ray":
         parser.error("--address needs --engine ray")
     return args
@@ -470,6 +487,7 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
     base = JobSettings()
     model = str(args.model) if args.model else None
     return JobSettings(image_model=model or base.image_model, video_model=model or base.video_model,
+                       image_tta=args.tta or base.image_tta, video_tta=args.tta or base.video_tta,
                        every=args.every, fps=args.fps, unit_seconds=args.unit_seconds)
 
 
@@ -489,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from(args)
     try:
         counts = run_job(args.inputs, args.out, settings, engine=args.engine, address=args.address,
-                         workers=args.workers, part_units=args.part_units)
+                         workers=args.workers, part_units=args.part_units, threads=args.threads)
         if args.csv:
             write_csv(args.out, settings, args.csv)
     except (ValueError, ModelLoadError, OSError) as exc:
