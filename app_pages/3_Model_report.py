@@ -10,20 +10,27 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.ui import artifacts_for, emotion_hex, escape_markdown, show_headline, show_in_the_wild, show_missing_figures
-from fer.artifacts import CARD_FILE, list_model_dirs
+from fer.artifacts import CARD_FILE, MODEL_FILE, list_model_dirs
 from fer.config import CLASS_NAMES, PHOTO_MODEL_DIR
 from fer.report import render_model_card
 
 st.title("Model report")
 
-model_dirs = list_model_dirs()
+# This page only reads artifacts, so it lists trial runs kept without their weights too; no page that
+# loads a model is offered them (list_model_dirs' default).
+model_dirs = list_model_dirs(weights=False)
 if not model_dirs:
     st.error("No trained model folder found under models/.")
     st.stop()
 names = [p.name for p in model_dirs]
+record_only = {p.name for p in model_dirs if not (p / MODEL_FILE).exists()}
 default = names.index(PHOTO_MODEL_DIR.name) if PHOTO_MODEL_DIR.name in names else 0
-chosen = st.selectbox("Model", names, index=default) if len(names) > 1 else names[0]
+chosen = (st.selectbox("Model", names, index=default, format_func=lambda n: f"{n} (record only)" if n in record_only else n)
+          if len(names) > 1 else names[0])
 art = artifacts_for(model_dirs[names.index(chosen)])
+if chosen in record_only:
+    st.info(escape_markdown(f"{chosen} is a trial run kept for its record: its training curves, figures and model "
+                            "card are here, its weights are not shipped, so no page can load it."))
 split = art.splits  # FER2013's split names, or a fine-tuned model's own folder parts
 val_label = "validation" if split["val"] == "validation" else f"validation ({split['val']})"
 show_headline(art)
@@ -103,6 +110,9 @@ if formats:
          for name, f in formats.items()],
         width="stretch", hide_index=True, column_config={f"{split['test']} accuracy": percent},
     )
+    if gone := sorted({f["file"] for f in formats.values() if f.get("file") and not (art.path / f["file"]).exists()}):
+        st.caption(escape_markdown(f"Not shipped in this folder, as no page serves them: {', '.join(gone)}. Their "
+                                   "figures were measured before they were left out."))
 
 st.header("Model card")
 st.caption(f"Also in the model folder as {CARD_FILE}, with the tables above.")

@@ -251,9 +251,17 @@ class ModelArtifacts:
         return f"These curves show the whole training: {shown}, each run a warm restart of the one before."
 
 
-def list_model_dirs(root: Path = MODELS_DIR) -> list[Path]:
-    """Model folders under `root` that hold a trained model, plus the default model wherever it lives."""
-    found = sorted(p for p in root.iterdir() if p.is_dir() and (p / MODEL_FILE).exists()) if root.is_dir() else []
+def list_model_dirs(root: Path = MODELS_DIR, weights: bool = True) -> list[Path]:
+    """Model folders under `root`, plus the default model wherever it lives.
+
+    With `weights` (the default, for every caller that loads a model): only folders that hold a trained
+    model. Without: also finished runs kept for their record alone (an evaluation, `metrics.json`, but
+    no weights, as trial runs are shipped), for pages that only read artifacts and never load one.
+    """
+    def listed(folder: Path) -> bool:
+        return (folder / MODEL_FILE).exists() or (not weights and (folder / METRICS_FILE).exists())
+
+    found = sorted(p for p in root.iterdir() if p.is_dir() and listed(p)) if root.is_dir() else []
     if (DEFAULT_MODEL_DIR / MODEL_FILE).exists() and DEFAULT_MODEL_DIR.resolve() not in {p.resolve() for p in found}:
         found.insert(0, DEFAULT_MODEL_DIR)
     return found
