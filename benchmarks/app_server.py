@@ -34,15 +34,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(log: Path, env: dict[str, str] | None = None, timeout_s: float = 90) -> Iterator[tuple[str, int]]:
-    """`streamlit run streamlit_app.py` on a free loopback port; yields (URL, server PID), stops it after."""
+def serve_app(log: Path, env: dict[str, str] | None = None, timeout_s: float = 90, python: Path | str | None = None,
+              root: Path | None = None) -> Iterator[tuple[str, int]]:
+    """`streamlit run streamlit_app.py` on a free loopback port; yields (URL, server PID), stops it after.
+
+    `python` is the interpreter that runs it (default: this one; another venv's, to serve the app as a host
+    that installed only requirements.txt would), `root` the checkout it runs in (default: this one)."""
     port = free_port()
     env = {**os.environ, "FER_ICE_SERVERS": "none", "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+            [str(python or sys.executable), "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=root or ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
