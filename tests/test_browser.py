@@ -2,7 +2,9 @@
 
 Uploads face photos (one, a tiled group, one over the size limit), takes a camera snapshot,
 streams a fake camera of two faces over WebRTC while toggling the switches, and
-saves a screenshot of every page (the folder is printed) for a person to look at.
+saves a screenshot of every page (the folder is printed) for a person to look at. The upload page
+on a photo of three faces is also saved as `docs/upload.png`, the README's screenshot, so it never
+goes stale.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ CHROMIUM_ARGS = app_server.CHROMIUM_ARGS
 SCREENSHOT_DIR = Path(os.environ.get("FER_SCREENSHOT_DIR", PROJECT_ROOT / "screenshots"))
 SERVER_LOGS: dict[str, Path] = {}  # app URL -> its `streamlit run` output
 GROUP_NAME = "team_*photo*_[2].png"  # Markdown characters in a file name
+README_SCREENSHOT = PROJECT_ROOT / "docs" / "upload.png"  # shown by README.md, checked by tests/test_readme.py
 
 
 def _need_chromium() -> None:
@@ -164,6 +167,46 @@ def test_upload_page_numbers_group_faces_and_reports_bad_files(page, app_url, fa
     assert page.get_by_text("over 25 MB is refused").count() == 1
     _settle(page)
     _screenshot(page, "upload.png")
+
+
+def crew_photo(astronaut_rgb: np.ndarray) -> np.ndarray:
+    """A 'group photo' for the README: the astronaut's head and shoulders three times, at 440, 300 and
+    190 px tall (the middle one mirrored), standing on a light background. BGR, 1000x560."""
+    crop = cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR)[0:330, 90:390]
+    canvas = np.full((560, 1000, 3), 238, np.uint8)
+    x = 40
+    for height, mirrored in ((440, False), (300, True), (190, False)):
+        person = cv2.resize(crop, (round(crop.shape[1] * height / crop.shape[0]), height), interpolation=cv2.INTER_AREA)
+        person = person[:, ::-1] if mirrored else person
+        canvas[520 - height:520, x:x + person.shape[1]] = person
+        x += person.shape[1] + 40
+    return canvas
+
+
+def test_upload_page_screenshot_for_the_readme(page, app_url, astronaut_rgb, tmp_path):
+    """The README's screenshot, `docs/upload.png`: the upload page, 1280 px wide, on a photo of three
+    faces of different sizes, with its numbered boxes, one probability chart per face and the table."""
+    photo = tmp_path / "crew.png"
+    cv2.imwrite(str(photo), crew_photo(astronaut_rgb))
+    page.goto(f"{app_url}/Upload")
+    page.get_by_text("up to 25 MB each").first.wait_for(timeout=90_000)
+    page.locator("input[type=file]").first.set_input_files(str(photo))
+    page.get_by_text("faces found: 3").first.wait_for(timeout=90_000)
+    page.locator(".js-plotly-plot").nth(2).wait_for(timeout=90_000)  # a chart per face
+    page.get_by_test_id("stDataFrame").first.wait_for(timeout=90_000)
+    _settle(page)
+    summary = page.get_by_text("faces found: 3").first.locator("xpath=..").inner_text()
+    assert [int(n) for n in re.findall(r"#(\d) \w+ \d+%", summary)] == [1, 2, 3]
+    # The whole app, the sidebar's page list included, down to the row of download buttons under the table.
+    height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+    page.set_viewport_size({"width": 1280, "height": min(int(height) + 100, 12_000)})
+    page.wait_for_timeout(1500)  # images and charts in the newly visible part load and draw
+    box = page.get_by_test_id("stDownloadButton").last.bounding_box()
+    bottom = int(box["y"] + box["height"] + 24)
+    README_SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=README_SCREENSHOT, clip={"x": 0, "y": 0, "width": 1280, "height": bottom})
+    written = cv2.imread(str(README_SCREENSHOT))
+    assert written.shape[1] == 1280 and written.shape[0] > 600, written.shape
 
 
 def test_upload_page_camera_snapshot(page, app_url):
