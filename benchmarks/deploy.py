@@ -20,9 +20,11 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -84,6 +86,63 @@ def install(python: Path, venv: Path, requirements: Path, cold: bool = False) ->
         if done.returncode != 0:
             raise InstallFailed(f"{' '.join(step)} exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}")
     return time.perf_counter() - start
+
+
+def _run(step: list[str]) -> None:
+    done = subprocess.run(step, cwd=ROOT, env=pip_env(), capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise InstallFailed(f"{' '.join(step)} exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}")
+
+
+def measured_install(python: Path, venv: Path, requirements: Path, wheels: Path) -> dict:
+    """`install(..., cold=True)` in two timed halves: `pip download` of every wheel (the network), then
+    `pip install` from those files alone (unpacking and byte-compiling: the CPU). Also the CPU time pip
+    used and the machine's load average meanwhile, as the wall times depend on both."""
+    load = LoadSampler()
+    with load:
+        start, cpu = time.perf_counter(), _children_cpu_s()
+        _run([str(python), "-m", "venv", str(venv)])
+        pip = [str(venv_python(venv)), "-m", "pip"]
+        venv_s = time.perf_counter() - start
+        _run([*pip, "download", "-q", "--no-cache-dir", "-d", str(wheels), "-r", str(requirements)])
+        download_s = time.perf_counter() - start - venv_s
+        _run([*pip, "install", "-q", "--no-cache-dir", "--no-index", "--find-links", str(wheels), "-r", str(requirements)])
+        total_s = time.perf_counter() - start
+        cpu_s = _children_cpu_s() - cpu
+    return {"venv_s": venv_s, "download_s": download_s, "download_mb": folder_mb(wheels),
+            "wheels": len(list(wheels.iterdir())), "install_from_wheels_s": total_s - venv_s - download_s,
+            "total_s": total_s, "cpu_s": cpu_s, "load_average": load.mean, "venv_mb": folder_mb(venv)}
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class LoadSampler:
+    """The machine's 1-minute load average, sampled every 5 s in a thread; `mean` once it has stopped."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self._stop.wait(5)
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self) -> float:
+        return sum(self.samples) / max(len(self.samples), 1)
 
 
 def server_env(venv: Path) -> dict[str, str]:
@@ -256,9 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                 report["interpreters"][version] = {"skipped": f"{python} not found"}
                 continue
             venv = tmp / f"venv-{version}"
-            seconds = install(python, venv, checkout / "requirements.txt", cold=True)
-            entry = {"python": subprocess.run([str(venv_python(venv)), "-V"], capture_output=True, text=True).stdout.strip(),
-                     "install_s": seconds, "venv_mb": folder_mb(venv),
+            entry = {**measured_install(python, venv, checkout / "requirements.txt", tmp / f"wheels-{version}"),
+                     "python": subprocess.run([str(venv_python(venv)), "-V"], capture_output=True, text=True).stdout.strip(),
                      "versions": versions(venv, ("streamlit", "numpy", "onnxruntime", "ai-edge-litert", "opencv-python-headless",
                                                  "tensorflow-cpu")),
                      "system_libraries": system_libraries(venv)}
@@ -267,13 +325,13 @@ def main(argv: list[str] | None = None) -> int:
             print(version, json.dumps(entry["server"]), flush=True)
             report["interpreters"][version] = entry
             shutil.rmtree(venv)
+            shutil.rmtree(tmp / f"wheels-{version}")
         old = tmp / "requirements-tensorflow.txt"
         old.write_text(subprocess.run(["git", "show", f"{TENSORFLOW_REQUIREMENTS_COMMIT}:requirements.txt"], cwd=ROOT,
                                       capture_output=True, text=True, check=True).stdout)
         venv = tmp / "venv-tensorflow"
-        seconds = install(INTERPRETERS[args.tensorflow_on], venv, old, cold=True)
-        report["tensorflow"] = {"interpreter": args.tensorflow_on, "commit": TENSORFLOW_REQUIREMENTS_COMMIT,
-                                "install_s": seconds, "venv_mb": folder_mb(venv),
+        report["tensorflow"] = {**measured_install(INTERPRETERS[args.tensorflow_on], venv, old, tmp / "wheels-tensorflow"),
+                                "interpreter": args.tensorflow_on, "commit": TENSORFLOW_REQUIREMENTS_COMMIT,
                                 "versions": versions(venv, ("tensorflow-cpu", "keras", "streamlit"))}
         print(json.dumps(report["tensorflow"]), flush=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
@@ -285,31 +343,43 @@ def render(report: dict) -> list[str]:
         "# What a deploy installs, clones and holds in memory",
         "",
         f"Written by `python -m benchmarks.deploy` on {report['date']} at commit {report['head']}, on {report['cpu']}. "
-        "A training run was using the same CPU throughout, so every time here is longer than on an idle machine "
-        "and the memory figures are unaffected.",
+        "A training run (`fer.train`) was using the same CPU throughout, and other engineers' tests and benchmarks at "
+        "times: every time here is longer than on an idle machine (see the load column); the memory figures and sizes "
+        "are not affected.",
         "",
         "As Streamlit Community Cloud deploys: a fresh venv of the given Python, `pip install -r requirements.txt` "
-        "(cold: no pip cache, PyPI alone), then `streamlit run streamlit_app.py` in a `git clone --depth 1` of the "
-        "commit. Install times include the downloads, so they follow this machine's network as much as the "
-        "requirements; sizes are the venv's files.",
+        "(cold: no pip cache, PyPI alone, none of this machine's package mirrors), then `streamlit run streamlit_app.py` "
+        "in a `git clone --depth 1` of the commit. Sizes are the files' bytes.",
         "",
         "## Install",
         "",
-        "| requirements | Python | install (s) | venv (MB) | streamlit | onnxruntime | TensorFlow |",
-        "|---|---|---|---|---|---|---|",
+        "The host's one `pip install -r` timed in two halves: `pip download` of every wheel from PyPI (the network), "
+        "then `pip install` from those files alone (unpacking and byte-compiling: the CPU). \"pip CPU\" is the CPU "
+        "time pip used in all; \"load\" the machine's mean 1-minute load average meanwhile (2 cores: above 2, the "
+        "install waited for the CPU, so compare the CPU times and sizes more than the wall times).",
+        "",
+        "| requirements | Python | wheels (MB) | download (s) | install from wheels (s) | total (s) | pip CPU (s) | load | "
+        "venv (MB) | versions |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def install_row(label: str, python: str, e: dict, versions: str) -> str:
+        return (f"| {label} | {python} | {e['download_mb']:.0f} ({e['wheels']} files) | {e['download_s']:.0f} | "
+                f"{e['install_from_wheels_s']:.0f} | {e['total_s']:.0f} | {e['cpu_s']:.0f} | {e['load_average']:.1f} | "
+                f"{e['venv_mb']:.0f} | {versions} |")
+
     for version, entry in report["interpreters"].items():
         if "skipped" in entry:
-            lines.append(f"| requirements.txt | {version} | skipped: {entry['skipped']} | | | | |")
+            lines.append(f"| requirements.txt | {version} | skipped: {entry['skipped']} | | | | | | | |")
             continue
         v = entry["versions"]
-        lines.append(f"| requirements.txt | {entry['python']} | {entry['install_s']:.0f} | {entry['venv_mb']:.0f} | "
-                     f"{v['streamlit']} | {v['onnxruntime']} | {v['tensorflow-cpu']} |")
+        lines.append(install_row("requirements.txt", entry["python"], entry,
+                                 f"streamlit {v['streamlit']}, onnxruntime {v['onnxruntime']}, no TensorFlow"))
     tf = report["tensorflow"]
     lines += [
-        f"| requirements.txt of {tf['commit']} (with TensorFlow) | {tf['interpreter']} | {tf['install_s']:.0f} | "
-        f"{tf['venv_mb']:.0f} | {tf['versions']['streamlit']} | | tensorflow-cpu {tf['versions']['tensorflow-cpu']}, "
-        f"keras {tf['versions']['keras']} |",
+        install_row(f"requirements.txt of {tf['commit']} (with TensorFlow)", f"Python {tf['interpreter']}", tf,
+                    f"streamlit {tf['versions']['streamlit']}, tensorflow-cpu {tf['versions']['tensorflow-cpu']}, "
+                    f"keras {tf['versions']['keras']}"),
         "",
         "## System libraries (packages.txt)",
         "",
