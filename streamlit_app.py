@@ -7,12 +7,16 @@ The page scripts live in `app_pages/`, not `pages/`: Streamlit would otherwise a
 
 from __future__ import annotations
 
+import sys
+
 # aiortc's SRTP bindings (loaded by streamlit-webrtc on the live page) segfault when imported after
-# TensorFlow, whose bundled BoringSSL clashes with OpenSSL: load them first, before any page runs.
-try:  # noqa: SIM105
-    import pylibsrtp  # noqa: F401
-except ImportError:
-    pass
+# TensorFlow, whose bundled BoringSSL clashes with OpenSSL, and so does importing them here once TF
+# is in: load them first, before any page runs (the app itself never imports TensorFlow).
+if "tensorflow" not in sys.modules:
+    try:  # noqa: SIM105
+        import pylibsrtp  # noqa: F401
+    except ImportError:
+        pass
 
 import streamlit as st  # noqa: E402
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+# The app's pages load streamlit-webrtc, whose SRTP bindings segfault when imported after TensorFlow
+# (its BoringSSL clashes with OpenSSL). streamlit_app.py loads them first in a server; in this one
+# test process TensorFlow comes first (training tests), so load them before anything else.
+try:  # noqa: SIM105
+    import pylibsrtp  # noqa: F401
+except ImportError:
+    pass
 
-import cv2
-import numpy as np
-import pytest
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
