@@ -28,6 +28,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import publish  # noqa: E402
+from fer.artifacts import MODEL_FILE  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, IMAGE_SIZE  # noqa: E402
 from fer.explain import PATCH, STRIDE, occlusion_importance  # noqa: E402
 from fer.recognition import EmotionRecognizer  # noqa: E402
@@ -41,7 +42,7 @@ def load_keras_model(model_dir: Path):
 
     import fer.models  # noqa: F401  (registers the custom layers)
 
-    return keras.saving.load_model(model_dir / "model.keras", compile=False)
+    return keras.saving.load_model(model_dir / MODEL_FILE, compile=False)
 
 
 class GradCam:

@@ -28,7 +28,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fer import EmotionRecognizer  # noqa: E402
-from fer.artifacts import list_model_dirs  # noqa: E402
+from fer.artifacts import MODEL_FILE, ModelArtifacts, list_model_dirs  # noqa: E402
 from fer.backends import BACKEND_FILES, LIVE_BACKEND, available_backends, load_backend  # noqa: E402
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
 from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR, box_iou  # noqa: E402
@@ -214,7 +214,7 @@ def paper_model_dir(tmp: Path) -> Path:
     from fer.models import build_model
 
     model = build_model("paper")
-    model.save(tmp / "model.keras")
+    model.save(tmp / MODEL_FILE)
     export_tflite(model, tmp / BACKEND_FILES["tflite"])
     export_onnx(model, tmp / BACKEND_FILES["onnx"])
     return tmp
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from fer.train import hardware_description  # imports TensorFlow: keep it out of the memory subprocess
 
-    metrics = json.loads((args.model / "metrics.json").read_text())
+    metrics = ModelArtifacts.load(args.model).metrics
     # The formats the pages would load: the same choice, manifest checks and fallbacks included.
     fastest = load_backend(args.model, "auto", threads=1).name
     live_backend = load_backend(args.model, LIVE_BACKEND, threads=1).name
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     report["live_backend"] = live_backend
     models = [args.model] + ([args.photo_model] if args.photo_model.resolve() != args.model.resolve() else [])
     report["tta"] = [row for folder in models for row in tta_rows(
-        folder, fastest, json.loads((folder / "metrics.json").read_text()), args.repeats)]
+        folder, fastest, ModelArtifacts.load(folder).metrics, args.repeats)]
     report["pipeline"] = pipeline_rows(args.model, live_backend, max(50, args.repeats // 3))
     report["photos"] = [row for folder in models[::-1] for row in photo_rows(folder, fastest, args.repeats)]
     report["memory"] = memory_row(args.model, live_backend)
