@@ -3,14 +3,16 @@
 Each backend takes a float32 batch (N, 48, 48, 1) of raw 0..255 pixels and returns (N, 7)
 probabilities, so the recognizer and the evaluation treat them alike.
 
-A model file is used only if it matches the folder's `SHA256SUMS` (`fer.manifest`) and gives
-finite probabilities on a test input; "auto" falls back to the next format only with a warning.
+A model file is used only if it matches the folder's `SHA256SUMS` (`fer.manifest`), gives finite
+probabilities on a test input and, where the folder records them, the known answers of its
+`selftest.json` (`fer.selftest`); "auto" falls back to the next format only with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import tempfile
 import warnings
@@ -261,9 +263,13 @@ class OnnxBackend:
         # burst of concurrent calls for good; no slower here (benchmarks/app_load.md).
         options.enable_cpu_mem_arena = False
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            # On a damaged file ONNX Runtime prints "EP Error ... Falling back" on stdout, where the CLI's
+            # results go; the error raised says the same.
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelLoadError(f"cannot load ONNX model {path}: {exc}") from exc
+        self.session.disable_fallback()  # a failing call raises instead of printing and retrying
         self.path = path
         self._input = self.session.get_inputs()[0].name
 
@@ -277,13 +283,17 @@ def load_backend(
 ) -> Backend:
     """Open the model in `model_dir` with the named runtime, or the first that loads of an `AUTO_ORDERS` list.
 
-    The file must match the folder's manifest and give finite probabilities, else `ModelLoadError`.
-    "auto" and "realtime" then try the next format of their list, and say so through `on_warning` (default: a
-    `ModelLoadWarning`), as it does when the folder has no manifest to check against.
+    The file must match the folder's manifest, give finite probabilities and match the known answers its
+    `selftest.json` records for this format, else `ModelLoadError`. "auto" and "realtime" then try the next
+    format of their list, and say so through `on_warning` (default: a `ModelLoadWarning`), as it does when
+    neither a manifest nor a self-test can vouch for the file.
     """
     warn = on_warning or (lambda message: warnings.warn(message, ModelLoadWarning, stacklevel=3))
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
+        if model_dir.exists():
+            raise ModelLoadError(f"{model_dir} is a file, not a model folder; give the folder that holds the model "
+                                 "files")
         raise ModelLoadError(f"model folder not found: {model_dir}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive whole number or None, got {threads!r}")
@@ -298,7 +308,10 @@ def load_backend(
             for reason in refused:
                 warn(f"{reason} - using {loaded.path.name} instead")
             return loaded
-        raise ModelLoadError(f"no usable model in {model_dir}" + (": " + "; ".join(refused) if refused else ""))
+        if not refused:
+            looked_for = ", ".join(BACKEND_FILES[name] for name in format_order(backend))
+            raise ModelLoadError(f"no usable model in {model_dir}: it has no model file (looked for {looked_for})")
+        raise ModelLoadError(f"no usable model in {model_dir}: " + "; ".join(dict.fromkeys(refused)))
     if backend not in BACKEND_FILES:
         raise ValueError(f"unknown backend {backend!r}; choose {', '.join([*AUTO_ORDERS, *BACKEND_FILES])}")
     path = model_dir / BACKEND_FILES[backend]
@@ -307,16 +320,36 @@ def load_backend(
         unchecked = verify_model_file(path)
     except ManifestError as exc:
         raise ModelLoadError(str(exc)) from exc
-    if unchecked:
-        warn(unchecked)
-    if backend == "keras":
-        loaded = KerasBackend(path)
-    elif backend == "onnx":
-        loaded = OnnxBackend(path, threads)
-    else:
-        loaded = TFLiteBackend(path, backend, threads)
+    from fer.selftest import SelfTestError, read_selftest  # here: `python -m fer.selftest` imports this module
+
+    try:
+        selftest = read_selftest(model_dir)
+    except SelfTestError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    loaded = open_model_file(path, backend, threads)
     check_outputs(loaded)
+    try:
+        known = selftest is not None and selftest.check(loaded, backend)
+    except SelfTestError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    except Exception as exc:  # a damaged graph can fail in any runtime call
+        raise ModelLoadError(f"{path} fails on its self-test faces ({str(exc).splitlines()[0][:200]}); "
+                             "the file is damaged: restore or re-export it") from exc
+    if unchecked and not known:  # neither a checksum nor known answers vouch for the file
+        warn(unchecked)
     return loaded
+
+
+def open_model_file(path: Path, backend: str, threads: int | None = None) -> Backend:
+    """The model file `path` opened as the format `backend`, unchecked: `load_backend` is the checked way.
+    Export uses it to record the known answers of files it has just written."""
+    if backend == "keras":
+        return KerasBackend(path)
+    if backend == "onnx":
+        return OnnxBackend(path, threads)
+    if backend in ("tflite", "tflite-int8"):
+        return TFLiteBackend(path, backend, threads)
+    raise ValueError(f"unknown model format {backend!r}; choose {', '.join(BACKEND_FILES)}")
 
 
 def check_outputs(backend: Backend) -> None:

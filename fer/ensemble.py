@@ -22,10 +22,11 @@ from pathlib import Path
 import keras
 
 from fer.artifacts import ARCHITECTURE_FILE, CONFIG_FILE, MODEL_FILE, TRAINING_FILE, write_json
-from fer.backends import ModelLoadError, load_backend
+from fer.backends import ModelLoadError, load_backend, open_model_file
 from fer.config import DEFAULT_DATA_DIR, IMAGE_SIZE, split_names
 from fer.data import Dataset, load_dataset
 from fer.manifest import ManifestError, verify_model_file, write_manifest
+from fer.selftest import write_selftest
 
 ENSEMBLE_ARCHITECTURE = "ensemble"
 
@@ -62,6 +63,7 @@ def ensemble_dirs(member_dirs: list[Path], out_dir: Path) -> keras.Model:
     model = build_ensemble([load_member(d) for d in member_dirs], name=ENSEMBLE_ARCHITECTURE)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / MODEL_FILE)
+    write_selftest(out_dir, {"keras": open_model_file(out_dir / MODEL_FILE, "keras")})
     write_manifest(out_dir, [MODEL_FILE])
     (out_dir / ARCHITECTURE_FILE).write_text(model.to_json(indent=1))
     configs = [_read_json(d / CONFIG_FILE) for d in member_dirs]

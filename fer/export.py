@@ -2,7 +2,8 @@
 
 Writes, next to `model.keras`: a float32 TFLite model, a full-integer INT8 TFLite model
 (uint8 in/out, calibrated on training images) and an ONNX model, and records every model
-file's sha256 in `SHA256SUMS` (checked at each load). Then re-runs the evaluation so that
+file's sha256 in `SHA256SUMS` (checked at each load), with each file's answers for a few reference
+faces in `selftest.json` (compared at each load). Then re-runs the evaluation so that
 `metrics.json` lists each file's size and PrivateTest accuracy.
 """
 
@@ -18,11 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from fer.backends import BACKEND_FILES, ModelLoadError  # noqa: E402
+from fer.backends import BACKEND_FILES, ModelLoadError, open_model_file  # noqa: E402
 from fer.config import DEFAULT_MODEL_DIR, IMAGE_SIZE  # noqa: E402
 from fer.data import load_dataset  # noqa: E402
 from fer.evaluate import default_data_for, faces_cropped_for  # noqa: E402
 from fer.manifest import ManifestError, verify_model_file, write_manifest  # noqa: E402
+from fer.selftest import write_selftest  # noqa: E402
 
 CALIBRATION_IMAGES = 500
 
@@ -106,15 +108,18 @@ def calibration_sample(train_images: np.ndarray, seed: int = 0, size: int = CALI
 
 
 def export_all(model_dir: Path, train_images: np.ndarray, seed: int = 0) -> dict[str, Path]:
-    """Write every format into `model_dir` and record them with model.keras in its manifest;
-    calibration uses a seeded sample of training images."""
+    """Write every format into `model_dir`, record them with model.keras in its manifest and their
+    known answers in its self-test (`fer.selftest`); calibration uses a seeded sample of training images."""
     model = load_checked_model(model_dir)
     files = {
         "tflite": export_tflite(model, model_dir / BACKEND_FILES["tflite"]),
         "tflite-int8": export_tflite(model, model_dir / BACKEND_FILES["tflite-int8"], calibration_sample(train_images, seed)),
         "onnx": export_onnx(model, model_dir / BACKEND_FILES["onnx"]),
     }
-    write_manifest(model_dir, [BACKEND_FILES["keras"], *(path.name for path in files.values())])
+    # Known answers of each file as written, so that a load can tell a damaged copy even without the manifest.
+    formats = {"keras": model_dir / BACKEND_FILES["keras"], **files}
+    write_selftest(model_dir, {fmt: open_model_file(path, fmt) for fmt, path in formats.items()})
+    write_manifest(model_dir, [path.name for path in formats.values()])
     return files
 
 

@@ -45,14 +45,23 @@ def write_manifest(model_dir: Path, filenames: Iterable[str] | None = None) -> P
 
     Files not named are left out on purpose: a file the manifest does not list is refused at load,
     so model files left over from an earlier run cannot pass for the new one.
+
+    Naming the files (as training and export do, having just written them) declares them new versions:
+    the known answers `selftest.json` holds for their previous versions are dropped (`fer.selftest`).
+    Recording the folder as it is (no names: `python -m fer.manifest`) keeps them, so a damaged file
+    recorded that way still fails its self-test.
     """
     model_dir = Path(model_dir)
     names = sorted(filenames) if filenames is not None else [p.name for p in model_files(model_dir)]
-    lines = [f"{sha256_file(model_dir / name)}  {name}\n" for name in names]
+    sums = {name: sha256_file(model_dir / name) for name in names}
     path = model_dir / MANIFEST_FILENAME
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
+    tmp.write_text("".join(f"{digest}  {name}\n" for name, digest in sums.items()), encoding="utf-8")
     tmp.replace(path)  # atomic: a reader never sees half a manifest
+    if filenames is not None:
+        from fer.selftest import forget_other_versions  # fer.selftest imports this module
+
+        forget_other_versions(model_dir, sums)
     return path
 
 

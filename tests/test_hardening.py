@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer import EmotionRecognizer, InvalidImageError
+from fer import EmotionRecognizer, InvalidImageError, ModelLoadError
 from fer.backends import ModelLoadWarning
 from fer.detectors import DetectorSettings
 from fer.framing import bounded_crop, crop_face
@@ -260,3 +260,21 @@ def test_onnx_runtime_writes_no_telemetry(tmp_path, shipped_model_dir):
     assert done.returncode == 0, done.stderr[-2000:]
     written = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")]
     assert written == [], f"ONNX Runtime wrote {written}"
+
+
+# ---------------------------------------------------------------- model files
+
+def test_a_damaged_onnx_file_prints_nothing_on_stdout(shipped_model_dir, monkeypatch, capfd):
+    """ONNX Runtime reports a session it cannot create on stdout ("EP Error ... Falling back ... retrying"),
+    where the CLI writes its CSV or JSON; the load error says it instead."""
+    ort = pytest.importorskip("onnxruntime")
+    from fer.backends import OnnxBackend
+
+    def fail(session, *args, **kwargs):  # what 64 flipped bytes in a name gave
+        session._fallback_providers = ["CPUExecutionProvider"]
+        raise ValueError("'utf-8' codec can't decode byte 0x90 in position 92: invalid start byte")
+
+    monkeypatch.setattr(ort.InferenceSession, "_create_inference_session", fail)
+    with pytest.raises(ModelLoadError, match="cannot load ONNX model .*utf-8"):
+        OnnxBackend(shipped_model_dir / "model.onnx")
+    assert capfd.readouterr().out == ""

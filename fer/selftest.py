@@ -1,0 +1,310 @@
+"""Known answers for a model folder: `selftest.json` holds a few reference faces and, per model file,
+the probabilities it gave for them when it was written; every load compares the file's answers with them.
+
+A checksum (`fer.manifest`) proves a file is the one exported, but only while `SHA256SUMS` is there
+and was not written again over a damaged file. The self-test catches a damaged or swapped file either
+way: 64 flipped bytes that still load give answers far outside `TOLERANCES` (figures beside them).
+
+Export, the ensemble and this module's command line write the file. Training rewrites model files
+without it: `fer.manifest.write_manifest`, recording a new version of a file, drops the answers of
+the old one, so they cannot refuse the new model.
+
+    python -m fer.selftest MODEL_DIR            # record the answers of the model files now in the folder
+    python -m fer.selftest MODEL_DIR --check    # load each file as the app does (exit status 1 on a refusal)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fer.config import IMAGE_SIZE, NUM_CLASSES
+from fer.manifest import ManifestError, sha256_file, verify_model_file
+
+if TYPE_CHECKING:
+    from fer.backends import Backend
+
+__all__ = ["SELFTEST_FILENAME", "TOLERANCES", "SelfTest", "SelfTestError", "read_selftest", "reference_faces",
+           "write_selftest"]
+
+SELFTEST_FILENAME = "selftest.json"
+SELFTEST_VERSION = 1
+#: Largest difference allowed between a probability and the recorded one, per format. Measured on the two
+#: shipped models with these faces: a float file gives the same answers to within 2e-6 under another thread
+#: count, another float format or LiteRT's reference kernels, while every copy with 64 flipped bytes that
+#: still loaded (40 to 80 places in each file) was off by 0.03 or more, all but one by 0.09 or more (a
+#: .keras archive with a flipped byte does not load at all). An INT8 file's
+#: answers differ by up to 0.016 between LiteRT's kernel sets (its 8-bit steps round differently), so INT8
+#: gets three times that. 64 flipped bytes in an INT8 file mostly hit the dense layer and change little: of
+#: those the tolerance lets pass, the worst changed 2.6 % of labels on 350 FER2013 test faces, less than INT8
+#: itself changes against float (3.4 %); the damage that matters more is refused.
+TOLERANCES: dict[str, float] = {"keras": 0.001, "onnx": 0.001, "tflite": 0.001, "tflite-int8": 0.05}
+#: How many reference faces a self-test uses (16 would double its cost at each load for no measured gain).
+REFERENCE_COUNT = 8
+
+
+class SelfTestError(RuntimeError):
+    """The self-test file is unreadable or damaged, or a model file's answers differ from it."""
+
+
+def reference_faces(count: int = REFERENCE_COUNT) -> np.ndarray:
+    """`count` (1 to 16) 48x48 uint8 faces drawn from formulas: four schematic faces (a smile lit from the
+    left, a frown with lowered brows lit from the right, an open mouth with raised brows at low contrast, a
+    plain face under seeded noise), then the same four mirrored and darker, shifted and enlarged, and under
+    more noise at lower contrast. No dataset image; the file stores the pixels, so the recorded answers never
+    depend on how this drawing comes out under another NumPy."""
+    if not 1 <= count <= 16:
+        raise ValueError(f"count must be from 1 to 16, got {count}")
+    return np.stack([_transformed(_schematic_face(i % 4), i // 4, i) for i in range(count)])
+
+
+def _schematic_face(variant: int) -> np.ndarray:
+    y, x = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float64) + 0.5
+
+    def soft(distance: np.ndarray, edge: float = 0.8) -> np.ndarray:
+        """1 inside (distance < 0), 0 outside, with a smooth edge."""
+        return 1.0 / (1.0 + np.exp(np.clip(distance / edge, -50, 50)))
+
+    def ellipse(cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
+        return soft((np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2) - 1.0) * min(rx, ry))
+
+    # mouth curvature (+ smiles, - frowns), open mouth, brow slant, light from -1 (left) to +1, contrast, noise
+    curve, open_mouth, slant, light, contrast, noise = [
+        (0.09, False, 0.0, -1.0, 1.0, 0.0), (-0.08, False, 0.35, 1.0, 0.9, 0.0),
+        (0.0, True, -0.25, 0.0, 0.6, 0.0), (0.01, False, 0.0, 0.3, 1.0, 14.0)][variant]
+    image = 70.0 + 25.0 * (y / IMAGE_SIZE)  # background
+    head = ellipse(24.0, 25.0, 15.5, 20.0)
+    skin = 150.0 + 30.0 * light * (x - 24.0) / 16.0 - 20.0 * ((y - 22.0) / 22.0) ** 2
+    image = image * (1 - head) + skin * head
+    for side in (-1, 1):
+        eye_x = 24.0 + 7.0 * side
+        image -= 95.0 * ellipse(eye_x, 20.0, 3.2, 1.9 + (0.8 if open_mouth else 0.0))
+        # brows: a slant lowers their inner ends (angry) or raises them (surprise)
+        brow_y = 15.0 - (2.0 if open_mouth else 0.0) + slant * (7.0 - np.abs(x - 24.0)) * 0.8
+        image -= 60.0 * soft(np.abs(x - eye_x) - 4.5) * soft(np.abs(y - brow_y) - 0.9)
+    image -= 25.0 * soft(np.abs(x - 24.0) - 1.2) * soft(np.abs(y - 27.0) - 4.0)  # nose shadow
+    if open_mouth:
+        image -= 90.0 * ellipse(24.0, 36.0, 4.0, 4.5)
+    else:
+        mouth_y = 36.0 - curve * (x - 24.0) ** 2 + curve * 20.0
+        image -= 80.0 * soft(np.abs(x - 24.0) - 7.5) * soft(np.abs(y - mouth_y) - 1.0)
+    image = 128.0 + contrast * (image - 128.0)
+    if noise:
+        image += np.random.default_rng(variant).normal(0.0, noise, image.shape)
+    return image
+
+
+def _transformed(image: np.ndarray, transform: int, seed: int) -> np.ndarray:
+    """One of four fixed transforms of a float face: none, mirrored and darker, shifted and enlarged,
+    noisier at lower contrast; rounded to uint8."""
+    if transform == 1:
+        image = image[:, ::-1] * 0.8
+    elif transform == 2:
+        rows = np.clip(np.round((np.arange(IMAGE_SIZE) - 24.0) / 1.12 + 22.0).astype(int), 0, IMAGE_SIZE - 1)
+        columns = np.clip(np.round((np.arange(IMAGE_SIZE) - 24.0) / 1.12 + 26.0).astype(int), 0, IMAGE_SIZE - 1)
+        image = image[np.ix_(rows, columns)]
+    elif transform == 3:
+        image = 128.0 + 0.7 * (image - 128.0) + np.random.default_rng(100 + seed).normal(0.0, 10.0, image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def as_batch(faces: np.ndarray) -> np.ndarray:
+    """uint8 faces (N, 48, 48) as the float32 batch (N, 48, 48, 1) every backend takes."""
+    return faces.astype(np.float32)[..., None]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """What one model file (`file`, whose sha256 was `sha256`) answered for the reference faces."""
+
+    file: str
+    sha256: str
+    probabilities: np.ndarray
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """A folder's reference faces and each format's recorded answers for them."""
+
+    path: Path
+    faces: np.ndarray
+    answers: dict[str, Answers]
+
+    def difference(self, backend: Backend, fmt: str) -> float | None:
+        """The largest difference between `backend`'s probabilities and those recorded for `fmt`
+        (None when the file records none for it). Raises whatever the backend raises."""
+        recorded = self.answers.get(fmt)
+        if recorded is None:
+            return None
+        got = np.asarray(backend.predict(as_batch(self.faces)), dtype=np.float64)
+        if got.shape != recorded.probabilities.shape or not np.isfinite(got).all():
+            return float("inf")
+        return float(np.abs(got - recorded.probabilities).max())
+
+    def check(self, backend: Backend, fmt: str) -> bool:
+        """True when `backend` gives the answers recorded for `fmt` within its tolerance, False when the
+        file records none for it; SelfTestError when they differ."""
+        difference = self.difference(backend, fmt)
+        if difference is None:
+            return False
+        if difference <= TOLERANCES[fmt]:
+            return True
+        off = f"a probability off by {difference:.3f} where {TOLERANCES[fmt]} is allowed"
+        if sha256_file(backend.path) == self.answers[fmt].sha256:
+            raise SelfTestError(f"{backend.path} is the file its self-test was recorded with, but gives other answers "
+                                f"here ({off}): this runtime computes it differently; use another format "
+                                "or update the runtime")
+        raise SelfTestError(f"{backend.path} fails its self-test ({off}): the file is damaged or was replaced; "
+                            "restore it from the original model folder or re-export the model (a model replaced on "
+                            f"purpose: record its answers with python -m fer.selftest {backend.path.parent})")
+
+
+def _encode(faces: np.ndarray) -> dict:
+    return {"shape": list(faces.shape), "dtype": "uint8", "base64": base64.b64encode(faces.tobytes()).decode("ascii")}
+
+
+def _decode(record: Mapping) -> np.ndarray:
+    shape = tuple(int(n) for n in record["shape"])
+    if record.get("dtype") != "uint8" or len(shape) != 3 or shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or shape[0] < 1:
+        raise ValueError(f"reference faces of shape {shape} and type {record.get('dtype')}")
+    return np.frombuffer(base64.b64decode(record["base64"], validate=True), np.uint8).reshape(shape).copy()
+
+
+def write_selftest(model_dir: Path, backends: Mapping[str, Backend], faces: np.ndarray | None = None) -> Path:
+    """Record in `model_dir/selftest.json` what each of `backends` (format name -> its model file, loaded)
+    answers for the reference faces, with the file's sha256; answers recorded before are replaced."""
+    faces = reference_faces() if faces is None else faces
+    formats = {}
+    for fmt, backend in backends.items():
+        if fmt not in TOLERANCES:
+            raise ValueError(f"unknown model format {fmt!r}")
+        probs = np.asarray(backend.predict(as_batch(faces)), dtype=np.float64)
+        if probs.shape != (len(faces), NUM_CLASSES) or not np.isfinite(probs).all():
+            raise SelfTestError(f"{backend.path} gives unusable probabilities for the reference faces")
+        formats[fmt] = {"file": Path(backend.path).name, "sha256": sha256_file(backend.path),
+                        "probabilities": [[round(float(p), 7) for p in row] for row in probs]}
+    document = {
+        "about": "Known answers: what each model file of this folder gave for these reference faces when it was "
+                 "written; every load compares (fer.selftest). Record them again with python -m fer.selftest "
+                 "MODEL_DIR.",
+        "version": SELFTEST_VERSION,
+        "faces": _encode(faces),
+        "formats": formats,
+    }
+    return _write(Path(model_dir) / SELFTEST_FILENAME, document)
+
+
+def _write(path: Path, document: dict) -> Path:
+    # One line per list of numbers (a face's probabilities, the shape), else one line per field.
+    text = re.sub(r"\[\s+([-0-9.e, \n]+?)\s+\]", lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]",
+                  json.dumps(document, indent=1))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return path
+
+
+def read_selftest(model_dir: Path) -> SelfTest | None:
+    """The folder's self-test, None when it has none; SelfTestError when the file is damaged."""
+    path = Path(model_dir) / SELFTEST_FILENAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(path, exc) from exc
+    try:
+        document = json.loads(text)
+        if document.get("version") != SELFTEST_VERSION:
+            raise ValueError(f"version {document.get('version')!r}, not {SELFTEST_VERSION}")
+        faces = _decode(document["faces"])
+        answers = {}
+        for fmt, record in document["formats"].items():
+            probabilities = np.asarray(record["probabilities"], dtype=np.float64)
+            if probabilities.shape != (len(faces), NUM_CLASSES) or not np.isfinite(probabilities).all():
+                raise ValueError(f"{fmt}: probabilities of shape {probabilities.shape}")
+            if fmt in TOLERANCES:  # formats of a later version are left to it
+                answers[fmt] = Answers(str(record["file"]), str(record["sha256"]), probabilities)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise _damaged(path, exc) from exc
+    return SelfTest(path, faces, answers)
+
+
+def _damaged(path: Path, exc: Exception) -> SelfTestError:
+    return SelfTestError(f"{path} is damaged ({exc}); restore it from the original model folder, record it again "
+                         f"with python -m fer.selftest {path.parent}, or delete it to load the model unchecked")
+
+
+def forget_other_versions(model_dir: Path, recorded: Mapping[str, str]) -> None:
+    """Drop the answers of files that `recorded` (file name -> sha256, new versions a writer has just
+    recorded in the manifest) lists with another sha256: they belong to the file's previous version.
+    A self-test that cannot be read is left for the load to report."""
+    path = Path(model_dir) / SELFTEST_FILENAME
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        formats = document["formats"]
+        stale = [fmt for fmt, record in formats.items()
+                 if record["file"] in recorded and record["sha256"] != recorded[record["file"]]]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+        return
+    if not stale:
+        return
+    for fmt in stale:
+        del formats[fmt]
+    if formats:
+        _write(path, document)
+    else:
+        path.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fer.backends import BACKEND_FILES, ModelLoadError, load_backend, open_model_file
+
+    parser = argparse.ArgumentParser(prog="python -m fer.selftest", description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--check", action="store_true", help="compare the model files' answers instead of recording them")
+    args = parser.parse_args(argv)
+    model_dir = args.model_dir
+    if not model_dir.is_dir():
+        print(f"error: model folder not found: {model_dir}", file=sys.stderr)
+        return 2
+    present = {fmt: model_dir / name for fmt, name in BACKEND_FILES.items() if (model_dir / name).is_file()}
+    if not present:
+        print(f"error: no model files ({', '.join(BACKEND_FILES.values())}) in {model_dir}", file=sys.stderr)
+        return 2
+    if args.check:
+        failed = 0
+        for fmt in present:
+            try:
+                load_backend(model_dir, fmt, on_warning=lambda message: print(f"warning: {message}", file=sys.stderr))
+            except ModelLoadError as exc:
+                failed += 1
+                print(f"error: {exc}", file=sys.stderr)
+            else:
+                print(f"{fmt}: ok")
+        return 1 if failed else 0
+    try:
+        # The answers are recorded as the files give them now: each must first match the manifest, if any.
+        for path in present.values():
+            unchecked = verify_model_file(path)
+            if unchecked:
+                print(f"warning: {unchecked}", file=sys.stderr)
+        path = write_selftest(model_dir, {fmt: open_model_file(file, fmt) for fmt, file in present.items()})
+    except (OSError, ManifestError, SelfTestError, ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: answers of {', '.join(present)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
