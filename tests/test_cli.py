@@ -141,7 +141,126 @@ def test_bad_arguments_are_refused(shipped_model_dir, video, capsys):
             predict.main([str(video), *args, *_model(shipped_model_dir)])
         assert exc.value.code == 2
     assert predict.main([str(video), "--csv", "/nonexistent/dir/out.csv", *_model(shipped_model_dir)]) == 2
-    assert "cannot write /nonexistent/dir/out.csv" in capsys.readouterr().err
+    assert "cannot write results to /nonexistent/dir/out.csv: No such file or directory" in capsys.readouterr().err
+
+
+def _one_usage_error(capsys, argv: list[str]) -> str:
+    """The stderr of a command line refused as unusable: exit status 2 and a single line."""
+    with pytest.raises(SystemExit) as exc:
+        predict.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m fer.predict: error: "), err
+    return err
+
+
+def test_an_empty_path_is_refused_instead_of_walking_the_current_folder(photo, capsys):
+    """`python -m fer.predict "$PHOTOS"` with the variable unset: "" would become "." and walk everything."""
+    assert "argument PATH: an empty path" in _one_usage_error(capsys, [""])
+    assert "argument PATH: an empty path" in _one_usage_error(capsys, [str(photo), " "])
+    assert "argument --model: an empty path" in _one_usage_error(capsys, [str(photo), "--model", ""])
+    assert "argument --csv: an empty file name" in _one_usage_error(capsys, [str(photo), "--csv", ""])
+
+
+def test_detection_settings_out_of_range_are_refused_by_option_name(photo, capsys):
+    """Before any model loads, named as the options are (not as the library's settings)."""
+    for option, value, message in (("--min-size", "0", "from 8 to 10000 pixels, got 0"),
+                                   ("--min-size", "-5", "from 8 to 10000 pixels, got -5"),
+                                   ("--score-threshold", "2", "from 0.05 to 0.99, got 2.0"),
+                                   ("--scale-factor", "1", "from 1.02 to 2.0, got 1.0"),
+                                   ("--min-neighbors", "-1", "from 0 to 100, got -1")):
+        err = _one_usage_error(capsys, [str(photo), option, value, "--model", "/nonexistent"])
+        assert f"argument {option}: must be" in err and message in err
+
+
+def test_a_folder_without_images_is_an_error_that_says_so(shipped_model_dir, video, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert predict.main([str(empty), *_model(shipped_model_dir)]) == 1
+    assert capsys.readouterr().err == f"error: no images found in {empty}\n"
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("text")
+    (notes / "clip.mp4").write_bytes(video.read_bytes())
+    assert predict.main([str(notes), "--json", *_model(shipped_model_dir)]) == 1
+    captured = capsys.readouterr()
+    assert f"skipped: {notes / 'clip.mp4'}: not an image (videos in folders are not analysed" in captured.err
+    assert (f"error: no images found in {notes}; name its videos on the command line to analyse them"
+            in captured.err)
+    assert json.loads(captured.out)["results"][-1] == {
+        "path": str(notes), "error": f"no images found in {notes}; name its videos on the command line to analyse them"}
+    named_like_a_video = tmp_path / "holiday.mp4"
+    named_like_a_video.mkdir()
+    assert predict.main([str(named_like_a_video), *_model(shipped_model_dir)]) == 1
+    assert f"no images found in {named_like_a_video} (it is a folder, not a video)" in capsys.readouterr().err
+
+
+def test_options_that_do_nothing_for_the_inputs_given_are_named(shipped_model_dir, photo, video, capsys):
+    def warnings_for(*argv: str) -> list[str]:
+        assert predict.main([*argv, *_model(shipped_model_dir)]) == 0
+        return [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+
+    assert warnings_for(str(photo), "--every", "5", "--smooth") == [
+        "warning: --every, --smooth apply only to videos and there is none among the inputs: ignored"]
+    assert warnings_for(str(photo), "--fps", "2") == [
+        "warning: --fps applies only to videos and there is none among the inputs: ignored"]
+    assert warnings_for(str(video), "--every", "15", "--whole-image") == [
+        "warning: --whole-image applies only to images and there is none among the inputs: ignored"]
+    assert warnings_for(str(photo), "--detector", "haar", "--score-threshold", "0.5") == [
+        "warning: --score-threshold is for detectors that score faces (blazeface), and the images are found with "
+        "haar: ignored"]
+    assert warnings_for(str(photo), "--whole-image", "--min-size", "30") == [
+        "warning: --min-size is for face detection, and --whole-image reads each image as one face: ignored"]
+    assert warnings_for(str(photo), str(video), "--every", "15", "--min-neighbors", "4") == [
+        "warning: --min-neighbors is for the Haar cascade: it applies to the videos only (the images are found "
+        "with blazeface)"]
+    assert warnings_for(str(photo), "--min-size", "40", "--tta", "none") == []  # each applies: nothing to say
+
+
+def test_odd_paths_get_a_message_about_what_they_are(shipped_model_dir, photo, tmp_path, capsys):
+    assert predict.main(["-", *_model(shipped_model_dir)]) == 1
+    assert "error: -: reading from standard input is not supported" in capsys.readouterr().err
+    assert predict.main([str(photo), "--model", str(photo)]) == 2
+    assert f"error: {photo} is a file, not a model folder" in capsys.readouterr().err
+    assert predict.main([str(photo), "--model", str(tmp_path)]) == 2
+    assert f"error: no usable model in {tmp_path}: it has no model file (looked for model.onnx" in capsys.readouterr().err
+    before = photo.read_bytes()
+    assert predict.main([str(photo), "--csv", str(photo), *_model(shipped_model_dir)]) == 2
+    assert "is one of the inputs" in capsys.readouterr().err and photo.read_bytes() == before
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+@pytest.mark.parametrize("where, args", [
+    ("/dev/full", ["--csv", "/dev/full"]),
+    ("standard output", ["--json"]),
+    ("standard output", ["--csv", "-"]),
+    ("standard output", []),
+])
+def test_a_full_disk_is_one_line_naming_the_output_not_the_image(shipped_model_dir, photo, where, args):
+    """A full disk while writing results: exit status 1 and one line saying where, never a traceback or an
+    error blamed on the image."""
+    to_full = "--csv" not in args or "-" in args
+    with open("/dev/full" if to_full else os.devnull, "w") as stdout:
+        done = subprocess.run([sys.executable, "-m", "fer.predict", str(photo), str(photo), *args,
+                               *_model(shipped_model_dir), "--backend", "onnx"],
+                              cwd=PROJECT_ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("warning: ")]
+    assert lines == [f"error: cannot write results to {where}: No space left on device"], done.stderr
+    assert done.returncode == 1
+
+
+def test_a_closed_pipe_is_one_line_and_stops_the_run(shipped_model_dir, photo):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `... | head -1` that has already quit
+    try:
+        done = subprocess.run([sys.executable, "-m", "fer.predict", str(photo), str(photo), "--csv", "-",
+                               *_model(shipped_model_dir), "--backend", "onnx"],
+                              cwd=PROJECT_ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("warning: ")]
+    assert lines == ["error: cannot write results to standard output: Broken pipe"], done.stderr
+    assert done.returncode == 1
 
 
 def test_recognizer_warnings_go_to_stderr(shipped_model_dir, photo, monkeypatch, capsys):
