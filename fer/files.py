@@ -29,3 +29,12 @@ def check_regular_file(path: str | os.PathLike, kind: str = "file",
         raise error(f"{path}: not a regular file (a pipe or a device?)")
     if not os.access(path, os.R_OK):
         raise error(f"{path}: cannot be read (permission denied)")
+
+
+def read_text_if_present(path: str | os.PathLike) -> str | None:
+    """A UTF-8 text file's content, or None when there is no such file (an optional artifact).
+    Raises OSError or UnicodeDecodeError when it exists but cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None

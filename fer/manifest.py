@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from fer.files import read_text_if_present
+
 MANIFEST_FILENAME = "SHA256SUMS"
 #: Files with these endings, at the top of a model folder, are model files and must be listed.
 MODEL_SUFFIXES: tuple[str, ...] = (".keras", ".tflite", ".onnx")
@@ -69,11 +71,11 @@ def read_manifest(model_dir: Path) -> dict[str, str] | None:
     """File name -> sha256 from the folder's manifest; None when the folder has none."""
     path = Path(model_dir) / MANIFEST_FILENAME
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
+        text = read_text_if_present(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"cannot read {path}: {exc}; write it again with python -m fer.manifest {model_dir}") from exc
+    if text is None:
+        return None
     entries = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fer.config import IMAGE_SIZE, NUM_CLASSES
+from fer.files import read_text_if_present
 from fer.manifest import ManifestError, sha256_file, verify_model_file
 
 if TYPE_CHECKING:
@@ -217,11 +218,11 @@ def read_selftest(model_dir: Path) -> SelfTest | None:
     """The folder's self-test, None when it has none; SelfTestError when the file is damaged."""
     path = Path(model_dir) / SELFTEST_FILENAME
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
+        text = read_text_if_present(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise _damaged(path, exc) from exc
+    if text is None:
+        return None
     try:
         document = json.loads(text)
         if document.get("version") != SELFTEST_VERSION:

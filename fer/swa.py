@@ -20,10 +20,12 @@ import keras
 import numpy as np
 
 from fer.artifacts import ARCHITECTURE_FILE, CONFIG_FILE, HISTORY_FILE, MODEL_FILE, TRAINING_FILE
+from fer.backends import open_model_file
 from fer.config import DEFAULT_DATA_DIR
 from fer.data import Dataset, load_dataset
 from fer.manifest import write_manifest
 from fer.models import build_model
+from fer.selftest import write_selftest
 from fer.train import EPOCH_WEIGHTS, TrainConfig, make_datasets
 
 
@@ -81,6 +83,7 @@ def average_run(run_dir: Path, last: int, out_dir: Path, data: Dataset) -> keras
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / MODEL_FILE)
     write_manifest(out_dir, [MODEL_FILE])
+    write_selftest(out_dir, {"keras": open_model_file(out_dir / MODEL_FILE, "keras")})  # known answers, checked at load
     (out_dir / ARCHITECTURE_FILE).write_text(model.to_json(indent=1))
     for name in (HISTORY_FILE, TRAINING_FILE):
         if (run_dir / name).exists():

@@ -32,11 +32,13 @@ from fer.artifacts import (  # noqa: E402
     write_json,
 )
 from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, mix_batch  # noqa: E402
+from fer.backends import open_model_file  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES, split_names  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
 from fer.machine import BF16_CPU_FLAGS, has_any, machine_summary  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
 from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
+from fer.selftest import write_selftest  # noqa: E402
 
 BEST_CHECKPOINT = "checkpoints/best.keras"
 BACKUP_DIR = "checkpoints/backup"
@@ -358,6 +360,7 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     model.save(out_dir / MODEL_FILE)
     # Only the new model.keras: exports left from an earlier run are then refused until re-exported.
     write_manifest(out_dir, [MODEL_FILE])
+    write_selftest(out_dir, {"keras": open_model_file(out_dir / MODEL_FILE, "keras")})  # known answers, checked at load
     (out_dir / ARCHITECTURE_FILE).write_text(model.to_json(indent=1))
     write_training_summary(out_dir, config, time.time() - started, data, faces_cropped)
     return model
