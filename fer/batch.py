@@ -358,9 +358,14 @@ def write_plan(results: ResultsDir, paths: list[Path], unit_seconds: float) -> t
     """The units not done yet, one JSON line each, streamed to RESULTS_DIR/plan.jsonl."""
     plan = results.root / "plan.jsonl"
     count = 0
+    # An input listed twice is planned once; the keys seen live in SQLite, not in memory.
+    results.db.execute("CREATE TEMP TABLE IF NOT EXISTS planned (key TEXT PRIMARY KEY)")
+    results.db.execute("DELETE FROM planned")
     with plan.open("w", encoding="utf-8") as out:
         for unit in plan_units(paths, unit_seconds):
-            if not results.is_done(unit.key):
+            if results.is_done(unit.key):
+                continue
+            if results.db.execute("INSERT OR IGNORE INTO planned VALUES (?)", (unit.key,)).rowcount:
                 out.write(unit.to_json() + "\n")
                 count += 1
     return plan, count

@@ -76,7 +76,8 @@ def test_a_rerun_does_nothing_twice_and_other_settings_are_refused(archive, loca
 
 def test_a_list_file_and_the_csv_option(archive, tmp_path, capsys):
     listing = tmp_path / "inputs.txt"
-    listing.write_text(f"# two photos\n{archive / 'photo0.jpg'}\n\n{archive / 'sub' / 'photo5.jpg'}\n")
+    photo = archive / "photo0.jpg"
+    listing.write_text(f"# two photos, one listed twice\n{photo}\n\n{archive / 'sub' / 'photo5.jpg'}\n{photo}\n")
     out, csv_file = tmp_path / "results", tmp_path / "faces.csv"
     code = main([str(listing), "--out", str(out), "--model", str(DEFAULT_MODEL_DIR), "--csv", str(csv_file)])
     assert code == 0
@@ -147,8 +148,14 @@ def _worker_pids() -> list[int]:
     return pids
 
 
-def test_a_killed_worker_is_replaced_and_every_input_is_accounted_for(ray_cluster, archive, local_result, tmp_path):
-    local_out, local_counts = local_result
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory, astronaut_rgb) -> Path:
+    """12 seconds of two faces: 12 one-second units, slow enough (ten-crop) for a kill to land mid-job."""
+    return write_video(tmp_path_factory.mktemp("long") / "long.mp4", two_faces_frames(astronaut_rgb, 360))
+
+
+def test_a_killed_worker_is_replaced_and_every_input_is_accounted_for(ray_cluster, long_clip, tmp_path):
+    settings = JobSettings(video_model=str(DEFAULT_MODEL_DIR), video_tta="ten-crop", unit_seconds=1.0)
     killed: list[int] = []
 
     def kill_one_worker():
@@ -163,8 +170,10 @@ def test_a_killed_worker_is_replaced_and_every_input_is_accounted_for(ray_cluste
 
     killer = threading.Thread(target=kill_one_worker)
     killer.start()
-    counts = run_job([archive], tmp_path / "results", SETTINGS, engine="ray", quiet=True)
+    counts = run_job([long_clip], tmp_path / "results", settings, engine="ray", quiet=True)
     killer.join()
     assert killed, "no worker was found to kill"
-    assert counts == local_counts
-    assert _rows(tmp_path / "results") == _rows(local_out)
+    assert counts["done"] == 12 and set(counts) == {"done", "faces"}  # every stretch, none failed
+    keys = [(row["frame"], row["face"]) for row in ResultsDir(tmp_path / "results", settings).rows()]
+    assert len(keys) == len(set(keys)) == counts["faces"]  # no stretch written twice
+    assert {frame for frame, _ in keys} == set(range(360))  # none lost
