@@ -146,7 +146,8 @@ def walk_folder(folder: Path) -> Iterator[Input]:
         subfolders.sort()
         for name in sorted(files):
             found = Path(root) / name
-            yield Input(found, kind_of(found) or "skip", "" if kind_of(found) else "not an image or a video")
+            kind = kind_of(found)
+            yield Input(found, kind or "skip", "" if kind else "not an image or a video")
     for error in unlisted:
         yield Input(Path(error.filename or folder), "error", f"cannot list this folder ({error.strerror})")
 
@@ -202,25 +203,18 @@ class UnitAnalyser:
     def __init__(self, settings: JobSettings, threads: int | None = None):
         self.settings = settings
         self.threads = threads
-        self._photo = self._video = None
+        self._recognizers: dict[str, object] = {}
 
-    def photo_recognizer(self):
-        if self._photo is None:
+    def recognizer(self, kind: str):
+        """The recognizer for "image" or "video" units, loaded on first use with that kind's settings."""
+        if kind not in self._recognizers:
             from fer.recognition import EmotionRecognizer
 
-            s = self.settings
-            self._photo = EmotionRecognizer(s.image_model, s.image_backend, detector=s.image_detector,
-                                            threads=self.threads, tta=s.image_tta)
-        return self._photo
-
-    def video_recognizer(self):
-        if self._video is None:
-            from fer.recognition import EmotionRecognizer
-
-            s = self.settings
-            self._video = EmotionRecognizer(s.video_model, s.video_backend, detector=s.video_detector,
-                                            threads=self.threads, tta=s.video_tta)
-        return self._video
+            s, prefix = asdict(self.settings), "image" if kind == "image" else "video"
+            self._recognizers[kind] = EmotionRecognizer(
+                s[f"{prefix}_model"], s[f"{prefix}_backend"], detector=s[f"{prefix}_detector"],
+                threads=self.threads, tta=s[f"{prefix}_tta"])
+        return self._recognizers[kind]
 
     def __call__(self, unit: WorkUnit) -> UnitResult:
         if unit.kind == "skip":
@@ -241,13 +235,13 @@ class UnitAnalyser:
         from fer.files import check_regular_file
 
         check_regular_file(unit.path, "image")
-        return photo_rows(reading_order(self.photo_recognizer().predict(unit.path)), unit.path)
+        return photo_rows(reading_order(self.recognizer("image").predict(unit.path)), unit.path)
 
     def _video_rows(self, unit: WorkUnit) -> list[FaceRow]:
         from fer.video import Sampling, analyse_video
 
         s = self.settings
-        analysis = analyse_video(unit.path, self.video_recognizer(), sampling=Sampling(every=s.every, fps=s.fps),
+        analysis = analyse_video(unit.path, self.recognizer("video"), sampling=Sampling(every=s.every, fps=s.fps),
                                  detector=s.video_detector, span=(unit.start_s, unit.end_s))
         offset = unit.part * PART_ID_STRIDE
         return [FaceRow(**{**asdict(row), "face": row.face + offset, "probabilities": row.probabilities})
