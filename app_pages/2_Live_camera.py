@@ -12,6 +12,7 @@ import av
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
+from app_pages.live_relay import install_latest_frame_relay
 from app_pages.ui import ice_servers, live_detector_label, recognizer_or_stop, timeline_chart
 from fer.backends import LIVE_BACKEND
 from fer.detectors import LIVE_DETECTORS
@@ -54,6 +55,7 @@ def video_frame_callback(frame: av.VideoFrame) -> av.VideoFrame:
 
 
 servers = ice_servers()
+install_latest_frame_relay()  # before streamlit-webrtc makes its own, buffered one
 ctx = webrtc_streamer(
     key="fer-live",
     mode=WebRtcMode.SENDRECV,

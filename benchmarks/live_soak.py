@@ -16,6 +16,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -60,11 +61,20 @@ def plot(samples: list[tuple[float, float]], path: Path, title: str) -> None:
     cv2.imwrite(str(path), image)
 
 
-def soak_browser(minutes: float, streams: int) -> tuple[list[tuple[float, float]], list[int]]:
+class Sample(NamedTuple):
+    """One look at the server: seconds since the streams started, its RSS, frames processed per stream."""
+
+    seconds: float
+    rss_mb: float
+    frames: tuple[int, ...]
+
+
+def soak_browser(minutes: float, streams: int) -> tuple[list[Sample], int]:
+    """Samples every 30 s, and the number of tracebacks in the server's log."""
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="fer-soak-"))
-    samples: list[tuple[float, float]] = []
+    samples: list[Sample] = []
     with serve_app(work / "server.log") as (url, pid), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                      args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={fake_camera(work)}"])
@@ -77,14 +87,16 @@ def soak_browser(minutes: float, streams: int) -> tuple[list[tuple[float, float]
             page.frame_locator("iframe[title*='webrtc']").first.get_by_role("button", name="START").click(timeout=90_000)
             pages.append(page)
         started = time.monotonic()
-        while (elapsed := time.monotonic() - started) < minutes * 60:
-            samples.append((elapsed, rss_mb(pid)))
-            print(f"{elapsed / 60:5.1f} min  RSS {samples[-1][1]:.0f} MB", flush=True)
-            time.sleep(SAMPLE_S)
-        samples.append((time.monotonic() - started, rss_mb(pid)))
-        frames = [frames_done(page) for page in pages]
+        while True:
+            elapsed = time.monotonic() - started
+            samples.append(Sample(elapsed, rss_mb(pid), tuple(frames_done(page) for page in pages)))
+            print(f"{elapsed / 60:5.1f} min  RSS {samples[-1].rss_mb:.0f} MB  frames {samples[-1].frames}", flush=True)
+            if elapsed >= minutes * 60:
+                break
+            time.sleep(min(SAMPLE_S, minutes * 60 - elapsed))
         browser.close()
-    return samples, frames
+        errors = (work / "server.log").read_text(errors="replace").count("Traceback")
+    return samples, errors
 
 
 def soak_in_process(minutes: float) -> list[str]:
@@ -138,19 +150,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_browser:
         return publish(["# Live session without the browser: where memory grows", "", head, "",
                         *soak_in_process(args.minutes)], OUT_DIR / "live_soak-in-process.md")
-    samples, frames = soak_browser(args.minutes, args.streams)
+    samples, errors = soak_browser(args.minutes, args.streams)
     name = f"live_soak-{args.streams}x{args.minutes:g}min"
-    plot(samples, OUT_DIR / f"{name}.png", f"server RSS, {args.streams} stream(s), {args.minutes:g} min")
-    settled = [rss for t, rss in samples if t >= SETTLE_MIN * 60]
+    plot([(s.seconds, s.rss_mb) for s in samples], OUT_DIR / f"{name}.png",
+         f"server RSS, {args.streams} stream(s), {args.minutes:g} min")
+    settled = [s.rss_mb for s in samples if s.seconds >= SETTLE_MIN * 60]
     growth = max(settled) - settled[0] if settled else float("nan")
-    lines = [f"# Live session: {args.streams} stream(s) for {args.minutes:g} minutes", "", head,
-             f"Frames processed per stream: {', '.join(map(str, frames))} "
-             f"({sum(frames) / len(frames) / (samples[-1][0] or 1):.1f} a second each).",
-             f"Server RSS: {samples[0][1]:.0f} MB at the start, {settled[0] if settled else float('nan'):.0f} MB "
-             f"after {SETTLE_MIN:g} minutes, {samples[-1][1]:.0f} MB at the end; growth after minute {SETTLE_MIN:g}: "
+    seconds = samples[-1].seconds or 1
+    stalled = [i + 1 for i in range(args.streams)
+               if any(b.frames[i] == a.frames[i] for a, b in zip(samples, samples[1:]))]
+    lines = [f"# Live session: {args.streams} stream(s) for {args.minutes:g} minutes", "", head, "",
+             f"Frames processed per stream: {', '.join(map(str, samples[-1].frames))} "
+             f"({', '.join(f'{f / seconds:.1f}' for f in samples[-1].frames)} a second). "
+             + (f"**Stream(s) {stalled} processed no frame for at least one 30 s interval.** " if stalled
+                else "Every stream processed frames in every 30 s interval. ")
+             + f"Tracebacks in the server log: {errors}.",
+             f"Server RSS: {samples[0].rss_mb:.0f} MB at the start, {settled[0] if settled else float('nan'):.0f} MB "
+             f"after {SETTLE_MIN:g} minutes, {samples[-1].rss_mb:.0f} MB at the end; growth after minute {SETTLE_MIN:g}: "
              f"**{growth:.0f} MB** (bar: {ALLOWED_GROWTH_MB:g} MB).", "",
-             f"![RSS]({name}.png)", "", "| minute | RSS (MB) |", "|---|---|"]
-    lines += [f"| {t / 60:.1f} | {rss:.0f} |" for t, rss in samples]
+             f"![RSS]({name}.png)", "", "| minute | RSS (MB) | frames processed per stream |", "|---|---|---|"]
+    lines += [f"| {s.seconds / 60:.1f} | {s.rss_mb:.0f} | {', '.join(map(str, s.frames))} |" for s in samples]
     return publish(lines, OUT_DIR / f"{name}.md")
 
 
