@@ -70,3 +70,20 @@ def test_mixed_precision_keeps_float32_statistics_and_outputs():
 def test_unknown_architecture_lists_the_choices():
     with pytest.raises(ValueError, match="paper"):
         build_model("resnet9000")
+
+
+@pytest.mark.parametrize("name", ["mobilenet-v2", "mobilenet-v3-small"])
+def test_mobilenets_are_sized_for_grey_faces_and_survive_saving(name, tmp_path):
+    import keras
+
+    model = build_model(name)
+    assert model.count_params() < 5_000_000
+    assert model.get_layer("upsample").output.shape[1:] == (96, 96, 1)  # one grey channel, no ImageNet weights
+    last_map = [layer.output.shape for layer in model.layers if len(layer.output.shape) == 4][-1]
+    assert tuple(last_map[1:3]) == (3, 3), "the stride-32 backbone should end on a 3x3 map"
+    momenta = {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.9}, "keras.applications' slow 0.999 BatchNorm averages would lag for epochs"
+    x = np.random.default_rng(1).integers(0, 256, (2, 48, 48, 1)).astype(np.float32)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
