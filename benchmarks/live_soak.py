@@ -91,6 +91,12 @@ def soak_browser(minutes: float, streams: int) -> tuple[list[Sample], int]:
             elapsed = time.monotonic() - started
             samples.append(Sample(elapsed, rss_mb(pid), tuple(frames_done(page) for page in pages)))
             print(f"{elapsed / 60:5.1f} min  RSS {samples[-1].rss_mb:.0f} MB  frames {samples[-1].frames}", flush=True)
+            if len(samples) > 1:
+                for i, (before, now) in enumerate(zip(samples[-2].frames, samples[-1].frames)):
+                    if before == now:  # a stalled stream: keep what its page shows, to tell why
+                        shot = work / f"stalled-stream{i + 1}-{elapsed / 60:.1f}min.png"
+                        pages[i].screenshot(path=str(shot), full_page=True)
+                        print(f"  stream {i + 1} processed no frame in the last interval; its page: {shot}", flush=True)
             if elapsed >= minutes * 60:
                 break
             time.sleep(min(SAMPLE_S, minutes * 60 - elapsed))
