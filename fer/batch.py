@@ -401,7 +401,7 @@ def run_ray(plan: Path, pending: int, settings: JobSettings, address: str | None
     dataset = ray.data.read_text(str(plan.resolve()), ray_remote_args={"num_cpus": 0},
                                  override_num_blocks=blocks).map_batches(
         RayUnitWorker, fn_constructor_kwargs={"settings": asdict(settings)}, batch_size=1, num_cpus=1,
-        concurrency=size, max_restarts=-1, max_task_retries=max_retries,
+        compute=ray.data.ActorPoolStrategy(size=size), max_restarts=-1, max_task_retries=max_retries,
     )
     for batch in dataset.iter_batches(batch_size=1, batch_format="default", prefetch_batches=0):
         for i in range(len(batch["key"])):
