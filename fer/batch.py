@@ -31,9 +31,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fer import files
 from fer.backends import LIVE_BACKEND, PHOTO_BACKEND, ModelLoadError
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR, VIDEO_SUFFIXES
 from fer.detectors import PHOTO_DETECTOR, VIDEO_DETECTOR
+from fer.files import Input
 from fer.images import IMAGE_SUFFIXES
 from fer.results import CsvWriter, FaceRow, photo_rows
 from fer.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES
@@ -129,27 +131,14 @@ def read_list_file(path: Path) -> Iterator[Path]:
                 yield found if found.is_absolute() else path.parent / found
 
 
-@dataclass(frozen=True)
-class Input:
-    """A path to analyse as an image or a video, or to report ("skip": not an image or a video;
-    "error": a folder that could not be listed)."""
-
-    path: Path
-    kind: str
-    reason: str = ""
-
-
 def walk_folder(folder: Path) -> Iterator[Input]:
     """A folder's images and videos, recursively, in sorted order (links not followed)."""
-    unlisted: list[OSError] = []
-    for root, subfolders, files in os.walk(folder, onerror=unlisted.append):
-        subfolders.sort()
-        for name in sorted(files):
-            found = Path(root) / name
-            kind = kind_of(found)
-            yield Input(found, kind or "skip", "" if kind else "not an image or a video")
-    for error in unlisted:
-        yield Input(Path(error.filename or folder), "error", f"cannot list this folder ({error.strerror})")
+    return files.walk_folder(folder, _walked_file)
+
+
+def _walked_file(found: Path) -> Input:
+    kind = kind_of(found)
+    return Input(found, kind or "skip", "" if kind else "not an image or a video")
 
 
 def kind_of(path: Path) -> str | None:

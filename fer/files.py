@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -38,3 +40,27 @@ def read_text_if_present(path: str | os.PathLike) -> str | None:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+
+
+@dataclass(frozen=True)
+class Input:
+    """One thing to do: a path to analyse as an "image" or a "video", or one to report: "skip" (not
+    taken; `reason` says why) or "error" (a folder that could not be listed)."""
+
+    path: Path
+    kind: str
+    reason: str = ""
+
+
+def walk_folder(folder: Path, classify: Callable[[Path], Input]) -> Iterator[Input]:
+    """Every file under `folder` as `classify` takes it, recursively and in sorted order (links not
+    followed), then each subfolder that could not be listed, as an "error" saying why.
+
+    One walk for every front end; each decides which files it takes (`classify`)."""
+    unlisted: list[OSError] = []
+    for root, subfolders, files in os.walk(folder, onerror=unlisted.append):
+        subfolders.sort()
+        for name in sorted(files):
+            yield classify(Path(root) / name)
+    for error in unlisted:
+        yield Input(Path(error.filename or folder), "error", f"cannot list this folder ({error.strerror})")

@@ -17,7 +17,6 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -27,21 +26,11 @@ from fer.backends import AUTO_ORDERS, BACKEND_FILES, LIVE_BACKEND, PHOTO_BACKEND
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR, VIDEO_SUFFIXES
 from fer.detectors import PHOTO_DETECTOR, VIDEO_DETECTOR, DetectorSettings, detector_names
 from fer.drawing import reading_order
-from fer.files import check_regular_file
+from fer.files import Input, check_regular_file, walk_folder
 from fer.images import IMAGE_SUFFIXES
 from fer.recognition import EmotionRecognizer, Face
 from fer.results import CsvWriter, photo_rows, to_records
 from fer.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES
-
-
-@dataclass(frozen=True)
-class Input:
-    """One thing to do: an image, a video, a file found in a folder that is not an image (skip), or
-    a folder that could not be listed (error)."""
-
-    path: Path
-    kind: str  # "image", "video", "skip" or "error"
-    reason: str = ""
 
 
 def expand_inputs(paths: list[Path]) -> Iterator[Input]:
@@ -64,26 +53,29 @@ def expand_inputs(paths: list[Path]) -> Iterator[Input]:
 
 
 def _folder_inputs(path: Path) -> Iterator[Input]:
-    unlisted: list[OSError] = []
-    images = videos = 0
-    for folder, subfolders, files in os.walk(path, onerror=unlisted.append):
-        subfolders.sort()
-        for name in sorted(files):
-            found = Path(folder) / name
-            if found.suffix.lower() in IMAGE_SUFFIXES:
-                images += 1
-                yield Input(found, "image")
-            elif found.suffix.lower() in VIDEO_SUFFIXES:
-                videos += 1
-                yield Input(found, "skip", "not an image (videos in folders are not analysed: name the video itself)")
-            else:
-                yield Input(found, "skip", "not an image")
-    for error in unlisted:
-        yield Input(Path(error.filename or path), "error", f"cannot list this folder ({error.strerror})")
+    """A folder's images; its other files are reported as skipped (videos are analysed only when named)."""
+    images = videos = unlisted = 0
+    for found in walk_folder(path, _folder_file):
+        images += found.kind == "image"
+        videos += found.reason.startswith(VIDEO_IN_FOLDER)
+        unlisted += found.kind == "error"
+        yield found
     if not images and not unlisted:
         hint = (" (it is a folder, not a video)" if path.suffix.lower() in VIDEO_SUFFIXES else
                 "; name its videos on the command line to analyse them" if videos else "")
         yield Input(path, "error", f"no images found in {path}{hint}")
+
+
+VIDEO_IN_FOLDER = "not an image (videos in folders are not analysed"
+
+
+def _folder_file(found: Path) -> Input:
+    suffix = found.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return Input(found, "image")
+    if suffix in VIDEO_SUFFIXES:
+        return Input(found, "skip", f"{VIDEO_IN_FOLDER}: name the video itself)")
+    return Input(found, "skip", "not an image")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -332,7 +324,7 @@ def _video_text(path: Path, result: dict) -> str:
              f"{result['frames_analysed']} frames analysed ({result['sampling']}); {len(result['faces'])} face(s) tracked"]
     for face in result["faces"]:
         lines.append(f"  face {face['face']}: seen {face['seconds_seen']:.1f} s ({face['first_s']:.1f}-"
-                     f"{face['last_s']:.1f} s), mostly {face['dominant']} ({face[face['dominant']]:.0%} of its time)")
+                     f"{face['until_s']:.1f} s), mostly {face['dominant']} ({face[face['dominant']]:.0%} of its time)")
     return "\n".join(lines)
 
 
