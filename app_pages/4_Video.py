@@ -147,7 +147,7 @@ st.caption("Each face's number is the one on its box in the annotated copy. The 
            "of the face's time in which it was the model's top emotion.")
 st.dataframe(
     [{"face": f"#{face['face']}", "seen (s)": f"{face['seconds_seen']:.1f}",
-      "from-to (s)": f"{face['first_s']:.1f}-{face['last_s']:.1f}", "mostly": face["dominant"],
+      "from-to (s)": f"{face['first_s']:.1f}-{face['until_s']:.1f}", "mostly": face["dominant"],
       **{name: f"{face[name]:.0%}" for name in CLASS_NAMES}} for face in summary],
     width="stretch", hide_index=True,
 )

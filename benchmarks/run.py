@@ -34,7 +34,7 @@ from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
 from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR, box_iou  # noqa: E402
 from fer.drawing import draw_faces  # noqa: E402
 from fer.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES  # noqa: E402
-from fer.video import LiveProcessor  # noqa: E402
+from fer.video import LIVE_FULL_SCAN_EVERY, LiveProcessor  # noqa: E402
 
 FORMATS = ("keras", "tflite", "tflite-int8", "onnx")
 
@@ -117,7 +117,7 @@ def pipeline_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
 
     "full"/"half": a full Haar scan of every frame at that resolution (`recognizer.predict`).
     "followed": the live page's pipeline (`LiveProcessor`, smoothing off): a half-resolution
-    full scan every 5th frame, re-detection near the known faces in between, on frames whose
+    full scan every `LIVE_FULL_SCAN_EVERY`th frame, re-detection near the known faces in between, on frames whose
     faces move; its boxes are compared with a full scan of the same frame (mean IoU).
     """
     cv2.setNumThreads(1)
@@ -141,11 +141,11 @@ def pipeline_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
             rows.append({"faces": faces, "found": found, "detection": f"{label} resolution, every frame",
                          "ms_per_frame": med, "p95": p95, "fps": 1000 / mean})
         clip = moving(frame, 60)
-        live = LiveProcessor(recognizer, smoothing=False, detect_downscale=0.5, full_scan_every=5)
+        live = LiveProcessor(recognizer, smoothing=False, detect_downscale=0.5, full_scan_every=LIVE_FULL_SCAN_EVERY)
         med, p95, mean = timed(lambda live=live, frames=itertools.cycle(clip): live.process(next(frames)), repeats,
                                with_mean=True)
         overlaps, kept = [], []
-        processor = LiveProcessor(recognizer, smoothing=False, detect_downscale=0.5, full_scan_every=5)
+        processor = LiveProcessor(recognizer, smoothing=False, detect_downscale=0.5, full_scan_every=LIVE_FULL_SCAN_EVERY)
         for f in clip:  # one pass again, now checking every frame's boxes against a full scan
             processor.process(f)
             truth = recognizer.detector.detect(recognizer.to_gray(f), 0.5)
@@ -153,7 +153,8 @@ def pipeline_rows(model_dir: Path, backend: str, repeats: int) -> list[dict]:
             kept.append(len(boxes))
             overlaps += [max((box_iou(t.box, b) for b in boxes), default=0.0) for t in truth]
         rows.append({"faces": faces, "found": int(np.median(kept)),
-                     "detection": "half resolution, full scan every 5th frame, re-detection near faces between",
+                     "detection": (f"half resolution, full scan every {LIVE_FULL_SCAN_EVERY}th frame, "
+                                   "re-detection near faces between"),
                      "ms_per_frame": med, "p95": p95, "fps": 1000 / mean, "box_iou": float(np.mean(overlaps))})
     return rows
 

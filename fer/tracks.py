@@ -89,7 +89,10 @@ class FaceTracks:
 
     def summary(self, frame_seconds: float) -> list[dict]:
         """Per face: when it was seen, for how long, the share of its time in each emotion (by the
-        per-frame label) and the dominant one. `frame_seconds` is the time one analysed frame stands for."""
+        per-frame label) and the dominant one. `frame_seconds` is the time one analysed frame stands for.
+
+        `first_s`/`last_s` are the times of its first and last frames; `until_s` is where its last frame
+        ends (`last_s` + `frame_seconds`), so `seconds_seen` never exceeds `until_s` - `first_s`."""
         rows = self.table()
         out = []
         for face_id in self.face_ids():
@@ -98,6 +101,7 @@ class FaceTracks:
             share = np.bincount(labels, minlength=len(CLASS_NAMES)) / len(mine)
             out.append({
                 "face": face_id, "first_s": round(float(mine[0, 1]), 2), "last_s": round(float(mine[-1, 1]), 2),
+                "until_s": round(float(mine[-1, 1]) + frame_seconds, 2),
                 "seconds_seen": round(len(mine) * frame_seconds, 2), "frames": len(mine),
                 "dominant": CLASS_NAMES[int(share.argmax())],
                 **{name: round(float(s), 4) for name, s in zip(CLASS_NAMES, share)},

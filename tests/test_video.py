@@ -212,6 +212,8 @@ def test_video_faces_keep_their_ids_and_are_summarised(recognizer, two_faces_vid
         assert sum(shares) == pytest.approx(1.0, abs=1e-3)
         assert face["dominant"] == CLASS_NAMES[int(np.argmax(shares))]
         assert face["seconds_seen"] == pytest.approx(face["frames"] / 30, abs=0.01)
+        assert face["seconds_seen"] <= face["until_s"] - face["first_s"] + 0.01  # never seen for longer than its span
+        assert face["until_s"] == pytest.approx(face["last_s"] + 1 / 30, abs=0.01)
         times, probabilities = analysis.tracks.timeline(face["face"])
         assert len(times) == face["frames"] and probabilities.shape == (face["frames"], 7)
         assert np.all(np.diff(times) > 0)
@@ -228,7 +230,9 @@ def test_sampling_by_rate_and_by_step(recognizer, two_faces_video):
     assert [f.index for f in by_step] == list(range(0, 45, 4))
     analysis = analyse_video(two_faces_video, recognizer, sampling=Sampling(fps=10))
     assert analysis.frames_analysed == 15
-    assert analysis.summary()[0]["seconds_seen"] == pytest.approx(analysis.summary()[0]["frames"] * 0.1)
+    first = analysis.summary()[0]
+    assert first["seconds_seen"] == pytest.approx(first["frames"] * 0.1)
+    assert first["seconds_seen"] <= first["until_s"] - first["first_s"] + 0.01
     with pytest.raises(ValueError):
         Sampling(every=2, fps=3)
     with pytest.raises(ValueError):
@@ -350,6 +354,11 @@ def test_bad_videos_get_clear_messages(tmp_path, astronaut_rgb):
         list(read_frames("/dev/zero"))
     with pytest.raises(InvalidVideoError, match="no such file"):
         probe_video(tmp_path / "missing.mp4")
+    (tmp_path / "zero.mp4").write_bytes(b"")
+    with pytest.raises(InvalidVideoError, match=r"zero.mp4: the file is empty \(0 bytes\)"):
+        probe_video(tmp_path / "zero.mp4")
+    with pytest.raises(InvalidVideoError, match="the file is empty"):
+        probe_video(io.BytesIO(b""))
 
 
 def test_uploaded_bytes_are_read_without_a_temporary_file(recognizer, two_faces_video):
