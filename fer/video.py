@@ -82,7 +82,9 @@ class LiveProcessor:
         self.detect_downscale = detect_downscale
         self.full_scan_every = full_scan_every
         self.follower = self._follower(detector)
-        self.smoother = FaceSmoother()
+        # A face that re-detection loses is found again by the next full scan: its track must outlive
+        # that wait, or it comes back under a new number.
+        self.smoother = FaceSmoother(max_missed=max(FaceSmoother.max_missed, full_scan_every))
         self.results: queue.Queue[FrameResult] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()
         self._pipeline_lock = threading.Lock()

@@ -180,6 +180,20 @@ def test_track_ids_without_smoothing_keep_each_frames_own_probabilities(shipped_
     assert processor.drain() == []  # analyse() does not queue; process() does
 
 
+def test_a_face_lost_until_the_next_full_scan_keeps_its_number(shipped_model_dir, astronaut_rgb):
+    """Re-detection loses a briefly covered face; only the next full scan finds it again. Its track
+    must outlive that wait (up to `full_scan_every` frames) or it returns under a new number."""
+    processor = LiveProcessor(EmotionRecognizer(shipped_model_dir), smoothing=False)
+    both = two_faces_frames(astronaut_rgb, 1)[0]
+    covered = both.copy()
+    covered[200:358, 380:] = 60  # the second (mirrored) face hidden behind the background grey
+    frames = [both] + [covered] * 3 + [both] * processor.full_scan_every
+    ids = [sorted(f.extra["track_id"] for f in processor.analyse(frame)[1].faces) for frame in frames]
+    assert ids[0] == [1, 2] and len(ids[1]) == 1, ids
+    assert ids[-1] == [1, 2], f"the face came back as {ids[-1]}"
+    assert ids[4] == ids[1], "re-detection found the face again: this test no longer waits for a full scan"
+
+
 @pytest.fixture(scope="module")
 def recognizer(shipped_model_dir):
     return EmotionRecognizer(shipped_model_dir)
