@@ -57,7 +57,7 @@ def _folder_inputs(path: Path) -> Iterator[Input]:
     images = videos = unlisted = 0
     for found in walk_folder(path, _folder_file):
         images += found.kind == "image"
-        videos += found.reason.startswith(VIDEO_IN_FOLDER)
+        videos += found.kind == "skip" and found.path.suffix.lower() in VIDEO_SUFFIXES
         unlisted += found.kind == "error"
         yield found
     if not images and not unlisted:
@@ -66,15 +66,12 @@ def _folder_inputs(path: Path) -> Iterator[Input]:
         yield Input(path, "error", f"no images found in {path}{hint}")
 
 
-VIDEO_IN_FOLDER = "not an image (videos in folders are not analysed"
-
-
 def _folder_file(found: Path) -> Input:
     suffix = found.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return Input(found, "image")
     if suffix in VIDEO_SUFFIXES:
-        return Input(found, "skip", f"{VIDEO_IN_FOLDER}: name the video itself)")
+        return Input(found, "skip", "not an image (videos in folders are not analysed: name the video itself)")
     return Input(found, "skip", "not an image")
 
 
