@@ -42,6 +42,10 @@ class AugmentConfig:
     #: targets, with a weight drawn from Beta(alpha, alpha). 0 turns it off. It penalises confident
     #: guesses on ambiguous blends, a regulariser for long schedules (`mix_batch`).
     mixup_alpha: float = 0.0
+    #: CutMix (Yun et al. 2019): a box of each face is replaced by the same box of another face of
+    #: the batch, and the targets are blended by area. Box area ~ Beta(alpha, alpha); 0 turns it off.
+    #: Unlike mixup, every pixel stays a real face's pixel (`cut_mix_batch`).
+    cutmix_alpha: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,6 +129,46 @@ def mix_batch(images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, alpha: 
             weights_lam * weights + (1 - weights_lam) * tf.gather(weights, partner))
 
 
+def cut_mix_batch(images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, alpha: float,
+                  ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """CutMix: paste a random box of a random partner of the batch into each face.
+
+    The box covers a share 1 - lam of the face, lam ~ Beta(alpha, alpha), centred anywhere and
+    clipped to the face; the targets and class weights are blended by the area actually pasted.
+    """
+    batch = tf.shape(images)[0]
+    height = tf.cast(tf.shape(images)[1], tf.float32)
+    width = tf.cast(tf.shape(images)[2], tf.float32)
+    first = tf.random.gamma([batch], alpha)
+    second = tf.random.gamma([batch], alpha)
+    lam = first / tf.maximum(first + second, 1e-12)
+    side = tf.sqrt(1.0 - lam)
+    centre_y = tf.random.uniform([batch]) * height
+    centre_x = tf.random.uniform([batch]) * width
+    y0 = tf.maximum(centre_y - side * height / 2, 0.0)
+    x0 = tf.maximum(centre_x - side * width / 2, 0.0)
+    y1 = tf.minimum(centre_y + side * height / 2, height)
+    x1 = tf.minimum(centre_x + side * width / 2, width)
+    inside = _inside_boxes(height, width, y0, x0, y1 - y0, x1 - x0)
+    pasted = tf.reduce_mean(tf.cast(inside, tf.float32), axis=[1, 2])
+    partner = tf.random.shuffle(tf.range(batch))
+    own = 1.0 - pasted
+    mixed = tf.where(inside[..., None], tf.gather(images, partner), images)
+    own_targets = tf.reshape(tf.cast(own, targets.dtype), [-1, 1])
+    own_weights = tf.cast(own, weights.dtype)
+    return (mixed,
+            own_targets * targets + (1 - own_targets) * tf.gather(targets, partner),
+            own_weights * weights + (1 - own_weights) * tf.gather(weights, partner))
+
+
+def _inside_boxes(height, width, y0, x0, box_height, box_width) -> tf.Tensor:
+    """(B, H, W) booleans: which pixels of each image fall in its box (top-left y0, x0; float sizes)."""
+    ys = tf.range(height)[None, :, None]
+    xs = tf.range(width)[None, None, :]
+    return ((ys >= y0[:, None, None]) & (ys < (y0 + box_height)[:, None, None])
+            & (xs >= x0[:, None, None]) & (xs < (x0 + box_width)[:, None, None]))
+
+
 def _low_resolution(images, config: AugmentConfig, batch):
     """Shrink a share of the batch to one random side (per batch) and scale it back up."""
     size = tf.shape(images)[1:3]
@@ -153,12 +197,7 @@ def _random_erase(images, config: AugmentConfig, batch, height, width):
     ew = tf.minimum(tf.sqrt(area / aspect), width)
     y0 = tf.random.uniform([batch]) * (height - eh)
     x0 = tf.random.uniform([batch]) * (width - ew)
-    ys = tf.range(height)[None, :, None]
-    xs = tf.range(width)[None, None, :]
-    inside = (
-        (ys >= y0[:, None, None]) & (ys < (y0 + eh)[:, None, None])
-        & (xs >= x0[:, None, None]) & (xs < (x0 + ew)[:, None, None])
-    )
+    inside = _inside_boxes(height, width, y0, x0, eh, ew)
     chosen = tf.random.uniform([batch]) < config.erase_prob
     mask = (inside & chosen[:, None, None])[..., None]
     # A flat patch of random grey, as a hand, a cup or a microphone in front of the face would leave.

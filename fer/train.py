@@ -31,13 +31,14 @@ from fer.artifacts import (  # noqa: E402
     uses_teacher,
     write_json,
 )
-from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, mix_batch  # noqa: E402
+from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, cut_mix_batch, mix_batch  # noqa: E402
 from fer.backends import open_model_file  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES, split_names  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
 from fer.machine import BF16_CPU_FLAGS, has_any, machine_summary  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
 from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
+from fer.sam import DEFAULT_RHO, SharpnessAwareModel, plain_copy, sharpness_aware  # noqa: E402
 from fer.selftest import write_selftest  # noqa: E402
 
 BEST_CHECKPOINT = "checkpoints/best.keras"
@@ -88,6 +89,9 @@ class TrainConfig:
     #: Online distillation: the teacher classifies each batch as the student sees it (augmented,
     #: mixed), instead of each face once un-augmented. Costs a teacher forward pass every step.
     online_teacher: bool = False
+    #: Sharpness-aware minimisation: the radius of the weight neighbourhood each step climbs
+    #: before taking its gradient (`fer/sam.py`); 0 is a plain step. Doubles a step's cost.
+    sam_rho: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict:
@@ -179,6 +183,9 @@ def make_datasets(data: Dataset, config: TrainConfig, teacher_probs: np.ndarray 
     )
     if augment.mixup_alpha > 0:
         train = train.map(lambda x, y, w: mix_batch(x, y, tf.cast(w, tf.float32), augment.mixup_alpha),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    if augment.cutmix_alpha > 0:
+        train = train.map(lambda x, y, w: cut_mix_batch(x, y, tf.cast(w, tf.float32), augment.cutmix_alpha),
                           num_parallel_calls=tf.data.AUTOTUNE)
     if teacher is not None:
         train = with_online_teacher(train, teacher, config.distill_weight)
@@ -320,6 +327,8 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     if config.init_from:
         # A resumed run's backup is restored after this, at the start of fit, so resuming still wins.
         model.load_weights(config.init_from)
+    if config.sam_rho > 0:
+        model = sharpness_aware(model, config.sam_rho)
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -357,6 +366,9 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     if best.exists():
         model = keras.saving.load_model(best, compile=False)
     model = as_float32(model, config.architecture)
+    if isinstance(model, SharpnessAwareModel):
+        # Ship an ordinary functional model: loading it must not need fer.sam.
+        model = plain_copy(model, build_model(config.architecture))
     model.save(out_dir / MODEL_FILE)
     # Only the new model.keras: exports left from an earlier run are then refused until re-exported.
     write_manifest(out_dir, [MODEL_FILE])
@@ -460,6 +472,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="share of training faces shrunk to 16-32 px and scaled back (small faces in photos)")
     parser.add_argument("--mixup", type=float, default=None, metavar="ALPHA",
                         help="mixup: blend faces and targets pairwise, weights ~ Beta(ALPHA, ALPHA) (e.g. 0.2)")
+    parser.add_argument("--cutmix", type=float, default=None, metavar="ALPHA",
+                        help="CutMix: paste a box of another face into each face, targets blended by area, "
+                        "area ~ Beta(ALPHA, ALPHA) (e.g. 1.0)")
+    parser.add_argument("--sam", type=float, default=None, metavar="RHO",
+                        help=f"sharpness-aware minimisation with neighbourhood radius RHO (e.g. {DEFAULT_RHO:g}); "
+                        "a step costs about twice as much")
     parser.add_argument("--teacher", type=Path, default=None,
                         help="distil this trained .keras model (e.g. an ensemble's) into the new one")
     parser.add_argument("--distill-weight", type=float, default=None,
@@ -482,8 +500,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--distill-weight must be above 0 and at most 1, got {args.distill_weight}")
     if args.low_res_prob is not None and not 0.0 <= args.low_res_prob <= 1.0:
         parser.error(f"--low-res-prob must be from 0 to 1, got {args.low_res_prob}")
-    if args.mixup is not None and not 0.0 < args.mixup <= 10.0:
-        parser.error(f"--mixup must be above 0 and at most 10, got {args.mixup}")
+    for flag, value in (("--mixup", args.mixup), ("--cutmix", args.cutmix)):
+        if value is not None and not 0.0 < value <= 10.0:
+            parser.error(f"{flag} must be above 0 and at most 10, got {value:g}")
+    if args.sam is not None and not 0.0 < args.sam <= 1.0:
+        parser.error(f"--sam must be above 0 and at most 1, got {args.sam:g}")
     if args.init_from is not None and not args.init_from.is_file():
         parser.error(f"--init-from {args.init_from}: no such model file")
     fine_tuning = args.init_from is not None
@@ -500,10 +521,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def augment_config(args: argparse.Namespace) -> AugmentConfig:
     """The training augmentation the command line asks for: the defaults or PHOTO_AUGMENT, with
-    `--low-res-prob` overriding the share of faces shrunk and scaled back and `--mixup` its alpha."""
+    `--low-res-prob` overriding the share of faces shrunk and scaled back, `--mixup` and `--cutmix`
+    their alphas."""
     config = PHOTO_AUGMENT if args.photo_augment else AugmentConfig()
     if args.low_res_prob is not None:
         config = replace(config, low_res_prob=args.low_res_prob)
+    if args.cutmix is not None:
+        config = replace(config, cutmix_alpha=args.cutmix)
     return config if args.mixup is None else replace(config, mixup_alpha=args.mixup)
 
 
@@ -547,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         max_train_images=args.max_train_images,
         init_from=str(args.init_from) if args.init_from else None, save_epoch_weights=args.save_epoch_weights,
         teacher=str(args.teacher) if args.teacher else None, distill_weight=args.distill_weight or 0.0,
-        online_teacher=args.online_teacher,
+        online_teacher=args.online_teacher, sam_rho=args.sam or 0.0,
         augment=augment_config(args),
     )
     try:

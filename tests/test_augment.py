@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, mix_batch
+from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, cut_mix_batch, mix_batch
 
 IDENTITY = AugmentConfig(rotation_deg=0.0, zoom=0.0, shift_px=0.0, flip=False, brightness=(1.0, 1.0),
                          contrast=(1.0, 1.0), erase_prob=0.0)
@@ -109,3 +109,51 @@ def test_mixup_reaches_the_training_batches(kaggle_layout):
     assert (targets.numpy().max(axis=1) < 0.99).any()  # soft targets: the faces were mixed
     plain, _, _ = train_cli.make_datasets(data, replace(config, augment=IDENTITY))
     assert set(np.unique(next(iter(plain))[1].numpy())) <= {0.0, 1.0}
+
+
+def test_cutmix_pastes_one_box_of_a_partner_and_blends_targets_by_its_area():
+    batch = 64
+    # Face i is flat grey i, so every output pixel says which face it came from.
+    images = tf.constant(np.arange(batch, dtype=np.float32)[:, None, None, None] * np.ones((1, 48, 48, 1), np.float32))
+    labels = np.arange(batch) % 7
+    targets = tf.constant(np.eye(7, dtype=np.float32)[labels])
+    weights = tf.constant(np.linspace(0.5, 2.0, batch).astype(np.float32))
+    mixed, mixed_targets, mixed_weights = (t.numpy() for t in cut_mix_batch(images, targets, weights, 1.0))
+    assert mixed.shape == images.shape
+    assert np.allclose(mixed_targets.sum(axis=1), 1.0, atol=1e-5)
+    cut = 0
+    for i in range(batch):
+        values = np.unique(mixed[i])
+        assert values.size <= 2 and i in values or values.size == 1
+        others = [v for v in values if v != i]
+        if not others:
+            continue
+        j = int(others[0])
+        pasted = mixed[i, ..., 0] == j
+        rows, cols = np.flatnonzero(pasted.any(1)), np.flatnonzero(pasted.any(0))
+        # One solid rectangle.
+        assert pasted[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
+        share = pasted.mean()
+        expected = (1 - share) * np.eye(7)[labels[i]] + share * np.eye(7)[labels[j]]
+        np.testing.assert_allclose(mixed_targets[i], expected, atol=1e-5)
+        np.testing.assert_allclose(mixed_weights[i], (1 - share) * weights.numpy()[i] + share * weights.numpy()[j],
+                                   rtol=1e-5)
+        cut += 1
+    assert cut > batch // 2  # with alpha 1 most faces get a box of a partner
+
+
+def test_cutmix_flag_is_recorded_and_checked(kaggle_layout):
+    from fer import train as train_cli
+    from fer.data import load_dataset
+
+    assert train_cli.augment_config(train_cli.parse_args(["--out", "y", "--cutmix", "1"])) == replace(
+        AugmentConfig(), cutmix_alpha=1.0)
+    assert AugmentConfig().cutmix_alpha == 0.0
+    for bad in ("0", "-1", "50"):
+        with pytest.raises(SystemExit):
+            train_cli.parse_args(["--out", "y", "--cutmix", bad])
+    data = load_dataset(kaggle_layout)
+    config = train_cli.TrainConfig(batch_size=16, augment=replace(IDENTITY, cutmix_alpha=1.0))
+    train, _, _ = train_cli.make_datasets(data, config)
+    _, targets, _ = next(iter(train))
+    assert (targets.numpy().max(axis=1) < 0.99).any()  # soft targets: boxes were pasted
