@@ -105,6 +105,18 @@ def test_shipped_tables_start_from_the_papers_cnn_beside_its_reported_curve(ship
             assert f"| {first} | {epoch} | {100 * reported:.2f} % | {reached} |" in text
 
 
+def test_shipped_tables_set_mobilenet_beside_the_papers_cnn(shipped_model_dir, photo_model_dir):
+    """Issue 32: the paper's edge architecture, MobileNet trained from scratch, is the row after the
+    paper's CNN in both shipped tables, whatever it scored."""
+    for model_dir in (shipped_model_dir, photo_model_dir):
+        text = (model_dir / "ablation.md").read_text().split("\n## ")[0]
+        rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| run ")]
+        second = rows[1].split(" | ")[0].removeprefix("| ")
+        run = ModelArtifacts.load(MODELS_DIR / "ablation-runs" / second)
+        assert run.config["architecture"].startswith("mobilenet") and run.config.get("init_from") is None
+        assert f"{100 * run.metrics['val']['accuracy']:.2f} %" in rows[1]
+
+
 def test_paper_curve_sets_a_paper_run_beside_the_reported_figures(tmp_path):
     paper = _run(tmp_path / "paper", {"architecture": "paper"}, 0.5, 12)
     (paper / "history.json").write_text(json.dumps(
