@@ -116,17 +116,10 @@ def mix_batch(images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, alpha: 
     mostly its own (its class weight still applies) and the targets stay probability vectors.
     """
     batch = tf.shape(images)[0]
-    first = tf.random.gamma([batch], alpha)
-    second = tf.random.gamma([batch], alpha)
-    lam = first / tf.maximum(first + second, 1e-12)
+    lam = _beta(batch, alpha)
     lam = tf.maximum(lam, 1.0 - lam)
     partner = tf.random.shuffle(tf.range(batch))
-    images_lam = tf.reshape(tf.cast(lam, images.dtype), [-1, 1, 1, 1])
-    targets_lam = tf.reshape(tf.cast(lam, targets.dtype), [-1, 1])
-    weights_lam = tf.cast(lam, weights.dtype)
-    return (images_lam * images + (1 - images_lam) * tf.gather(images, partner),
-            targets_lam * targets + (1 - targets_lam) * tf.gather(targets, partner),
-            weights_lam * weights + (1 - weights_lam) * tf.gather(weights, partner))
+    return tuple(_blend_with_partner(t, partner, lam) for t in (images, targets, weights))
 
 
 def cut_mix_batch(images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, alpha: float,
@@ -139,10 +132,7 @@ def cut_mix_batch(images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, alp
     batch = tf.shape(images)[0]
     height = tf.cast(tf.shape(images)[1], tf.float32)
     width = tf.cast(tf.shape(images)[2], tf.float32)
-    first = tf.random.gamma([batch], alpha)
-    second = tf.random.gamma([batch], alpha)
-    lam = first / tf.maximum(first + second, 1e-12)
-    side = tf.sqrt(1.0 - lam)
+    side = tf.sqrt(1.0 - _beta(batch, alpha))
     centre_y = tf.random.uniform([batch]) * height
     centre_x = tf.random.uniform([batch]) * width
     y0 = tf.maximum(centre_y - side * height / 2, 0.0)
@@ -152,13 +142,22 @@ def cut_mix_batch(images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, alp
     inside = _inside_boxes(height, width, y0, x0, y1 - y0, x1 - x0)
     pasted = tf.reduce_mean(tf.cast(inside, tf.float32), axis=[1, 2])
     partner = tf.random.shuffle(tf.range(batch))
-    own = 1.0 - pasted
     mixed = tf.where(inside[..., None], tf.gather(images, partner), images)
-    own_targets = tf.reshape(tf.cast(own, targets.dtype), [-1, 1])
-    own_weights = tf.cast(own, weights.dtype)
-    return (mixed,
-            own_targets * targets + (1 - own_targets) * tf.gather(targets, partner),
-            own_weights * weights + (1 - own_weights) * tf.gather(weights, partner))
+    return (mixed, _blend_with_partner(targets, partner, 1.0 - pasted),
+            _blend_with_partner(weights, partner, 1.0 - pasted))
+
+
+def _beta(batch, alpha: float) -> tf.Tensor:
+    """One draw per image from Beta(alpha, alpha), as a ratio of two Gamma(alpha) draws."""
+    first = tf.random.gamma([batch], alpha)
+    second = tf.random.gamma([batch], alpha)
+    return first / tf.maximum(first + second, 1e-12)
+
+
+def _blend_with_partner(values: tf.Tensor, partner: tf.Tensor, own: tf.Tensor) -> tf.Tensor:
+    """own * values + (1 - own) * values[partner], with one `own` share per image of the batch."""
+    own = tf.reshape(tf.cast(own, values.dtype), [-1] + [1] * (values.shape.rank - 1))
+    return own * values + (1 - own) * tf.gather(values, partner)
 
 
 def _inside_boxes(height, width, y0, x0, box_height, box_width) -> tf.Tensor:

@@ -5,7 +5,7 @@ gradient step, normalised), takes the gradient there, and applies it at the orig
 seeks flat minima, which generalise better on small, noisy-labelled sets such as FER2013, at the
 cost of a second forward and backward pass: a step costs about twice a plain one.
 
-Only training changes. `plain_copy` turns the trained model back into an ordinary functional
+Only training changes. `fer.train.as_float32` rebuilds the trained model as an ordinary functional
 model, so the saved `model.keras` and every export load without this module.
 """
 
@@ -56,12 +56,7 @@ class SharpnessAwareModel(keras.Model):
                 metric.update_state(loss, sample_weight=tf.shape(x)[0])
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
+
 def sharpness_aware(model: keras.Model, rho: float) -> SharpnessAwareModel:
     """The same layers (and weights) as `model`, trained with SAM steps of radius `rho`."""
     return SharpnessAwareModel(inputs=model.inputs, outputs=model.outputs, rho=rho, name=model.name)
-
-
-def plain_copy(model: keras.Model, fresh: keras.Model) -> keras.Model:
-    """`fresh` (a newly built model of the same architecture) holding `model`'s weights."""
-    fresh.set_weights(model.get_weights())
-    return fresh

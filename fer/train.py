@@ -38,7 +38,7 @@ from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
 from fer.machine import BF16_CPU_FLAGS, has_any, machine_summary  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
 from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
-from fer.sam import DEFAULT_RHO, SharpnessAwareModel, plain_copy, sharpness_aware  # noqa: E402
+from fer.sam import DEFAULT_RHO, SharpnessAwareModel, sharpness_aware  # noqa: E402
 from fer.selftest import write_selftest  # noqa: E402
 
 BEST_CHECKPOINT = "checkpoints/best.keras"
@@ -366,9 +366,6 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     if best.exists():
         model = keras.saving.load_model(best, compile=False)
     model = as_float32(model, config.architecture)
-    if isinstance(model, SharpnessAwareModel):
-        # Ship an ordinary functional model: loading it must not need fer.sam.
-        model = plain_copy(model, build_model(config.architecture))
     model.save(out_dir / MODEL_FILE)
     # Only the new model.keras: exports left from an earlier run are then refused until re-exported.
     write_manifest(out_dir, [MODEL_FILE])
@@ -399,9 +396,11 @@ def best_so_far(out_dir: Path) -> float | None:
 
 
 def as_float32(model: keras.Model, architecture: str) -> keras.Model:
-    """The same weights in a float32 model, so inference and every export run in full precision."""
+    """The same weights in a plain float32 model, so inference and every export run in full precision
+    and loading the saved model needs no training-only class (`fer.sam`)."""
     keras.mixed_precision.set_global_policy("float32")
-    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+    plain = not isinstance(model, SharpnessAwareModel)
+    if plain and all(layer.dtype_policy.name == "float32" for layer in model.layers):
         return model
     fresh = build_model(architecture)
     fresh.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
