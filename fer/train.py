@@ -469,6 +469,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="add web-photo augmentations (shear, gamma, small faces, JPEG; fer.augment.PHOTO_AUGMENT)")
     parser.add_argument("--low-res-prob", type=float, default=None,
                         help="share of training faces shrunk to 16-32 px and scaled back (small faces in photos)")
+    parser.add_argument("--erase-prob", type=float, default=None,
+                        help="share of training faces with a random grey box blanked (occlusion; "
+                        f"default {AugmentConfig.erase_prob:g})")
     parser.add_argument("--mixup", type=float, default=None, metavar="ALPHA",
                         help="mixup: blend faces and targets pairwise, weights ~ Beta(ALPHA, ALPHA) (e.g. 0.2)")
     parser.add_argument("--cutmix", type=float, default=None, metavar="ALPHA",
@@ -497,8 +500,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.distill_weight = DEFAULT_DISTILL_WEIGHT
     if args.distill_weight is not None and not 0.0 < args.distill_weight <= 1.0:
         parser.error(f"--distill-weight must be above 0 and at most 1, got {args.distill_weight}")
-    if args.low_res_prob is not None and not 0.0 <= args.low_res_prob <= 1.0:
-        parser.error(f"--low-res-prob must be from 0 to 1, got {args.low_res_prob}")
+    for flag, value in (("--low-res-prob", args.low_res_prob), ("--erase-prob", args.erase_prob)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            parser.error(f"{flag} must be from 0 to 1, got {value:g}")
     for flag, value in (("--mixup", args.mixup), ("--cutmix", args.cutmix)):
         if value is not None and not 0.0 < value <= 10.0:
             parser.error(f"{flag} must be above 0 and at most 10, got {value:g}")
@@ -520,11 +524,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def augment_config(args: argparse.Namespace) -> AugmentConfig:
     """The training augmentation the command line asks for: the defaults or PHOTO_AUGMENT, with
-    `--low-res-prob` overriding the share of faces shrunk and scaled back, `--mixup` and `--cutmix`
-    their alphas."""
+    `--low-res-prob` and `--erase-prob` overriding the shares of faces shrunk and scaled back or
+    blanked in part, `--mixup` and `--cutmix` their alphas."""
     config = PHOTO_AUGMENT if args.photo_augment else AugmentConfig()
     if args.low_res_prob is not None:
         config = replace(config, low_res_prob=args.low_res_prob)
+    if args.erase_prob is not None:
+        config = replace(config, erase_prob=args.erase_prob)
     if args.cutmix is not None:
         config = replace(config, cutmix_alpha=args.cutmix)
     return config if args.mixup is None else replace(config, mixup_alpha=args.mixup)

@@ -64,6 +64,22 @@ def test_low_res_prob_flag_sets_only_that_share():
         train_cli.parse_args(["--out", "y", "--low-res-prob", "1.5"])
 
 
+def test_erase_prob_flag_sets_the_share_of_blanked_faces():
+    from fer import train as train_cli
+
+    erase = train_cli.augment_config(train_cli.parse_args(["--out", "y", "--photo-augment", "--erase-prob", "0.5"]))
+    assert erase == replace(PHOTO_AUGMENT, erase_prob=0.5) and PHOTO_AUGMENT.erase_prob != 0.5
+    for bad in ("-0.1", "1.5"):
+        with pytest.raises(SystemExit):
+            train_cli.parse_args(["--out", "y", "--erase-prob", bad])
+    # Every face blanked: each output differs from its input by one flat grey rectangle.
+    faces = tf.constant(np.random.default_rng(1).uniform(0, 255, (32, 48, 48, 1)).astype(np.float32))
+    out = augment_batch(faces, replace(IDENTITY, erase_prob=1.0)).numpy()
+    for before, after in zip(faces.numpy(), out, strict=True):
+        changed = ~np.isclose(before, after, atol=1e-2)  # the identity warp rounds in the last bits
+        assert changed.any() and len(np.unique(after[changed])) == 1
+
+
 def test_mixup_blends_faces_and_targets_with_the_same_weight():
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(0, 255, (64, 48, 48, 1)).astype(np.float32))
