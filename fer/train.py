@@ -35,6 +35,7 @@ from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, cut_mix_bat
 from fer.backends import open_model_file  # noqa: E402
 from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES, split_names  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
+from fer.deepen import grow  # noqa: E402
 from fer.machine import BF16_CPU_FLAGS, has_any, machine_summary  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
 from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
@@ -323,10 +324,16 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
         raise ValueError(f"{len(data.train)} training images is less than one batch of {config.batch_size}")
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if config.mixed_precision else "float32")
+    probe_idx = np.random.default_rng(0).permutation(len(data.train))[:1000]
     model = build_model(config.architecture)
     if config.init_from:
         # A resumed run's backup is restored after this, at the start of fit, so resuming still wins.
-        model.load_weights(config.init_from)
+        if architecture_of(Path(config.init_from)) in (None, config.architecture):
+            model.load_weights(config.init_from)
+        else:
+            shallower = keras.saving.load_model(config.init_from, compile=False)
+            grown = grow(model, shallower, data.train.images[probe_idx[:512]])
+            print(f"grown from {config.init_from}: new identity blocks {', '.join(grown)}", flush=True)
     if config.sam_rho > 0:
         model = sharpness_aware(model, config.sam_rho)
     model.compile(
@@ -337,7 +344,6 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     )
     write_json(out_dir, CONFIG_FILE, config.to_dict())
     (out_dir / "checkpoints").mkdir(exist_ok=True)
-    probe_idx = np.random.default_rng(0).permutation(len(data.train))[:1000]
     started = time.time()
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), save_freq="epoch", delete_checkpoint=False),
@@ -457,7 +463,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-train-images", type=int, default=None, help="subsample for quick trials")
     parser.add_argument("--init-from", type=Path, default=None,
-                        help="start from this .keras model's weights: fine-tuning, or a warm restart of a run")
+                        help="start from this .keras model's weights: fine-tuning, or a warm restart of a run; "
+                        "a deeper --architecture (vgg-deep from vgg) grows from it (fer.deepen)")
     parser.add_argument("--whole-images", action="store_true",
                         help="class folders: train on each image whole instead of the face found in it")
     parser.add_argument("--save-epoch-weights", action="store_true",
