@@ -27,10 +27,11 @@ def grow(deeper: keras.Model, shallower: keras.Model, faces: np.ndarray, batch_s
     new_convs: list[keras.layers.Conv2D] = []
     for layer in deeper.layers:
         if layer.name in source:
-            shapes = [w.shape for w in source[layer.name].get_weights()]
+            weights = source[layer.name].get_weights()
+            shapes = [w.shape for w in weights]
             if shapes != [w.shape for w in layer.get_weights()]:
                 raise ValueError(f"layer {layer.name}: weights {shapes} cannot go into {layer.name} of {deeper.name}")
-            layer.set_weights(source[layer.name].get_weights())
+            layer.set_weights(weights)
         elif isinstance(layer, keras.layers.Conv2D):
             new_convs.append(layer)
         elif layer.get_weights() and not isinstance(layer, keras.layers.BatchNormalization):
@@ -53,7 +54,7 @@ def _make_identity(model: keras.Model, conv: keras.layers.Conv2D, seen: np.ndarr
     kernel[height // 2, width // 2] = np.eye(channels_in, dtype=np.float32)
     conv.set_weights([kernel] + [np.zeros_like(w) for w in conv.get_weights()[1:]])
     norm = _follower(model, conv, keras.layers.BatchNormalization)
-    if _follower(model, norm, keras.layers.ReLU) is None:
+    if norm is None or _follower(model, norm, keras.layers.ReLU) is None:
         raise ValueError(f"new layer {conv.name} is not followed by BatchNorm and ReLU")
     mean = seen.mean(axis=(0, 1, 2))
     variance = seen.var(axis=(0, 1, 2))

@@ -44,6 +44,18 @@ def test_growing_into_a_net_of_other_widths_is_refused():
         grow(build_model("vgg-wide"), build_model("vgg"), np.zeros((4, 48, 48, 1), np.float32))
 
 
+def test_a_new_conv_without_batchnorm_behind_it_is_refused():
+    def net(extra: bool) -> keras.Model:
+        inputs = keras.Input((48, 48, 1))
+        x = keras.layers.Conv2D(4, 3, padding="same", name="first")(inputs)
+        if extra:
+            x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="new")(x)
+        return keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="gap")(x))
+
+    with pytest.raises(ValueError, match="not followed by BatchNorm"):
+        grow(net(extra=True), net(extra=False), np.zeros((4, 48, 48, 1), np.float32))
+
+
 def test_a_deeper_run_grows_from_the_init_from_model(kaggle_layout, tmp_path, capsys):
     shallow = tmp_path / "shallow"
     common = ["--data", str(kaggle_layout), "--epochs", "1", "--batch-size", "16", "--no-evaluate"]
