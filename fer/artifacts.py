@@ -61,7 +61,7 @@ def _is_matrix(value) -> bool:
 
 
 #: Sections of metrics.json that must be JSON objects.
-METRICS_SECTIONS = ("model", "test", "val", "dataset", "formats", "tta", "in_the_wild", "config", "training")
+METRICS_SECTIONS = ("model", "test", "val", "dataset", "formats", "tta", "in_the_wild", "config", "training", "ferplus")
 #: Figures inside a section, and the test each value must pass; others in a section are kept as they are.
 METRICS_FIELDS = {
     "test": {"accuracy": _is_fraction, "macro_f1": _is_fraction, "images": _is_count, "per_class": lambda v: isinstance(v, dict),
@@ -73,7 +73,12 @@ METRICS_FIELDS = {
 }
 #: Sections that map a name (a format, a TTA mode) to an object of figures.
 FORMAT_FIELDS = {"test_accuracy": _is_fraction, "test_macro_f1": _is_fraction, "val_accuracy": _is_fraction,
-                 "val_macro_f1": _is_fraction, "size_bytes": _is_count}
+                 "val_macro_f1": _is_fraction, "size_bytes": _is_count,
+                 "ferplus_test_accuracy": _is_fraction, "ferplus_val_accuracy": _is_fraction}
+#: metrics.json["ferplus"]: the FER+ figures of the test and the selection split (fer.evaluate).
+FERPLUS_FIELDS = {"accuracy": _is_fraction, "balanced_accuracy": _is_fraction, "macro_f1": _is_fraction,
+                  "images": _is_count, "cross_entropy": lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v >= 0,
+                  "confusion_matrix": _is_matrix}
 
 
 def _checked_fields(section: dict, tests: dict, where: str, problems: list[str]) -> dict:
@@ -97,6 +102,9 @@ def checked_metrics(raw: dict) -> tuple[dict, list[str]]:
             continue
         if key in METRICS_FIELDS:
             value = _checked_fields(value, METRICS_FIELDS[key], key, problems)
+        elif key == "ferplus":
+            value = {name: _checked_fields(part, FERPLUS_FIELDS, f"{key}.{name}", problems) if isinstance(part, dict) else part
+                     for name, part in value.items() if name == "protocol" or isinstance(part, dict)}
         elif key in ("formats", "tta"):
             entries = {}
             for name, entry in value.items():

@@ -48,6 +48,10 @@ MODEL_FILENAME = "model.keras"
 DEFAULT_DATA_DIR = Path(
     os.environ.get("FER2013_DIR") or PROJECT_ROOT.parent / "shared" / "datasets" / "fer2013"
 )
+#: FER+ crowd votes (ten a face) for the FER2013 files: $FERPLUS_DIR or ../shared/datasets/ferplus (fer.ferplus).
+DEFAULT_FERPLUS_DIR = Path(
+    os.environ.get("FERPLUS_DIR") or PROJECT_ROOT.parent / "shared" / "datasets" / "ferplus"
+)
 #: ExpW in-the-wild photos (a validation set for the whole pipeline, never trained on): $EXPW_DIR or ../shared/datasets/expw.
 DEFAULT_EXPW_DIR = Path(os.environ.get("EXPW_DIR") or PROJECT_ROOT.parent / "shared" / "datasets" / "expw")
 #: Decoded arrays are cached here so that loading the dataset a second time takes well under a second.

@@ -30,7 +30,8 @@ from fer.config import (
 )
 from fer.images import TRAINING_IMAGE_SUFFIXES
 
-_CACHE_VERSION = "1"
+#: 2: splits of FER2013's own layout carry their file names (to join FER+ votes, fer.ferplus).
+_CACHE_VERSION = "2"
 
 
 class DatasetError(ValueError):
@@ -39,10 +40,17 @@ class DatasetError(ValueError):
 
 @dataclass
 class Split:
-    """One part of a dataset: images (N, 48, 48) uint8 and labels (N,) int64."""
+    """One part of a dataset: images (N, 48, 48) uint8 and labels (N,) int64.
+
+    FER2013's own layout also gives each image's path inside the dataset folder (`files`, e.g.
+    "train/angry/Training_10118481.jpg"), the key that FER+ votes are joined on; `votes` (N, 10)
+    holds those votes once `fer.ferplus.attach_votes` has joined them (a row of zeros: no votes).
+    """
 
     images: np.ndarray
     labels: np.ndarray
+    files: np.ndarray | None = None
+    votes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -226,12 +234,13 @@ def _load_folder(
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
             decoded = list(pool.map(lambda item: _decode(item[0], resize=True), files))
 
-    images, labels, groups, skipped = [], [], [], []
+    images, labels, groups, skipped, names = [], [], [], [], []
     for (path, label), (image, why) in zip(files, decoded):
         if image is None:
             skipped.append((str(path), why))
             continue
         images.append(image)
+        names.append(path.relative_to(root).as_posix())
         labels.append(CLASS_NAMES.index(label))
         if official:
             groups.append(_official_split(path.name))
@@ -242,13 +251,18 @@ def _load_folder(
     images_arr = np.stack(images)
     labels_arr = np.asarray(labels, dtype=np.int64)
     groups_arr = np.asarray(groups)
+    names_arr = np.asarray(names)
 
     if official:
         parts = {g: np.flatnonzero(groups_arr == g) for g in (SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST)}
+
+        def part(group: str) -> Split:
+            return Split(images_arr[parts[group]], labels_arr[parts[group]], names_arr[parts[group]])
+
         return Dataset(
-            train=Split(images_arr[parts[SPLIT_TRAIN]], labels_arr[parts[SPLIT_TRAIN]]),
-            val=Split(images_arr[parts[SPLIT_VAL]], labels_arr[parts[SPLIT_VAL]]),
-            test=Split(images_arr[parts[SPLIT_TEST]], labels_arr[parts[SPLIT_TEST]]),
+            train=part(SPLIT_TRAIN),
+            val=part(SPLIT_VAL),
+            test=part(SPLIT_TEST),
             source=str(root),
             layout="fer2013-folders",
             skipped=skipped,
@@ -358,7 +372,8 @@ def _write_cache(cache_file: Path, dataset: Dataset) -> None:
         np.savez(
             tmp,
             **{f"{name}_{kind}": getattr(getattr(dataset, name), kind)
-               for name in ("train", "val", "test") for kind in ("images", "labels")},
+               for name in ("train", "val", "test") for kind in ("images", "labels", "files")
+               if getattr(getattr(dataset, name), kind) is not None},
             meta=np.array([dataset.source, dataset.layout]),
             skipped=np.array([f"{p}\t{w}" for p, w in dataset.skipped], dtype=str),
             uncropped=np.array(dataset.uncropped, dtype=str),
@@ -371,7 +386,9 @@ def _write_cache(cache_file: Path, dataset: Dataset) -> None:
 def _read_cache(cache_file: Path) -> Dataset | None:
     try:
         with np.load(cache_file, allow_pickle=False) as z:
-            splits = {name: Split(z[f"{name}_images"], z[f"{name}_labels"]) for name in ("train", "val", "test")}
+            splits = {name: Split(z[f"{name}_images"], z[f"{name}_labels"],
+                                  z[f"{name}_files"] if f"{name}_files" in z else None)
+                      for name in ("train", "val", "test")}
             source, layout = (str(x) for x in z["meta"])
             skipped = [tuple(s.split("\t", 1)) for s in z["skipped"].tolist()]
             uncropped = z["uncropped"].tolist() if "uncropped" in z else []
@@ -380,9 +397,11 @@ def _read_cache(cache_file: Path) -> Dataset | None:
     return Dataset(**splits, source=source, layout=layout, skipped=skipped, uncropped=uncropped)
 
 
-def class_weights(labels: np.ndarray, power: float = 0.5) -> np.ndarray:
-    """Per-class loss weights (inverse frequency ** power, mean 1) to lift rare classes like disgust."""
-    counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
+def class_weights(labels: np.ndarray, power: float = 0.5, targets: np.ndarray | None = None) -> np.ndarray:
+    """Per-class loss weights (inverse frequency ** power, mean 1) to lift rare classes like disgust.
+
+    With soft `targets` (N, 7) the frequency is each class's share of the target mass instead of a count."""
+    counts = (np.bincount(labels, minlength=len(CLASS_NAMES)) if targets is None else targets.sum(axis=0)).astype(np.float64)
     counts = np.maximum(counts, 1)
     weights = (counts.sum() / (len(CLASS_NAMES) * counts)) ** power
     return (weights / (weights * counts).sum() * counts.sum()).astype(np.float32)

@@ -73,6 +73,9 @@ def ensemble_dirs(member_dirs: list[Path], out_dir: Path) -> keras.Model:
         "ensemble": {"members": [d.name for d in member_dirs],
                      "member_architectures": [c.get("architecture") for c in configs],
                      "member_seeds": [c.get("seed") for c in configs],
+                     # What each member learned from (fer.ferplus.TARGET_KINDS), for the card and the report page.
+                     "member_labels": [{"labels": c.get("labels", "fer2013"), "fer2013_weight": c.get("fer2013_weight")}
+                                       for c in configs],
                      "combination": "mean of the members' probabilities"},
     }
     write_json(out_dir, CONFIG_FILE, config)

@@ -17,8 +17,10 @@ import numpy as np
 
 from fer.artifacts import CONFIG_FILE, METRICS_FILE, TRAINING_FILE, write_json
 from fer.backends import BACKEND_FILES, ModelLoadError, available_backends, load_backend
-from fer.config import CLASS_NAMES, DEFAULT_DATA_DIR, DEFAULT_EXPW_DIR, DEFAULT_MODEL_DIR, split_names
-from fer.data import Dataset, Split, load_dataset
+from fer.config import CLASS_NAMES, DEFAULT_DATA_DIR, DEFAULT_EXPW_DIR, DEFAULT_FERPLUS_DIR, DEFAULT_MODEL_DIR, split_names
+from fer.data import Dataset, DatasetError, Split, load_dataset
+from fer.ferplus import DEFAULT_FER2013_WEIGHT, attach_votes
+from fer.ferplus import figures as ferplus_figures
 from fer.metrics import classification_report
 from fer.tta import TTA_MODES, predict_with_tta
 from fer.wild import evaluate_wild_section
@@ -32,11 +34,70 @@ def predict_split(backend, split: Split, batch_size: int = 256, tta: str = "none
     return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
 
 
+#: Figures of the selection split kept in metrics.json (the whole report is kept for the test split only).
+VAL_FIGURES = ("accuracy", "balanced_accuracy", "macro_f1", "images")
+
+
 def evaluate_backend(backend, data: Dataset, tta: str = "none") -> dict:
-    """PrivateTest report plus PublicTest accuracy for one runtime."""
-    test = classification_report(data.test.labels, predict_split(backend, data.test, tta=tta).argmax(1))
-    val = classification_report(data.val.labels, predict_split(backend, data.val, tta=tta).argmax(1))
-    return {"test": test, "val": {"accuracy": val["accuracy"], "macro_f1": val["macro_f1"], "images": val["images"]}}
+    """PrivateTest report plus PublicTest figures for one runtime; with FER+ votes joined to the data
+    (`with_ferplus`), the same two on the FER+ labels under "ferplus"."""
+    test_probs, val_probs = predict_split(backend, data.test, tta=tta), predict_split(backend, data.val, tta=tta)
+    test = classification_report(data.test.labels, test_probs.argmax(1))
+    val = classification_report(data.val.labels, val_probs.argmax(1))
+    result = {"test": test, "val": {key: val[key] for key in VAL_FIGURES}}
+    if data.test.votes is not None and data.val.votes is not None:
+        val_ferplus = ferplus_figures(data.val.votes, val_probs)
+        result["ferplus"] = {
+            "test": ferplus_figures(data.test.votes, test_probs),
+            "val": {key: val_ferplus[key] for key in (*VAL_FIGURES, "cross_entropy")},
+        }
+    return result
+
+
+#: How metrics.json["ferplus"] was measured (the FER+ paper's majority protocol).
+FERPLUS_PROTOCOL = ("FER+ crowd labels (ten votes a face) for the same FER2013 images: accuracy, balanced accuracy and "
+                    "macro-F1 of the majority vote, leaving out faces whose majority is contempt, unknown or not a face; "
+                    "cross-entropy (nats) against the vote distribution over the seven classes, on every face with emotion "
+                    "votes; single centre crop")
+
+
+def with_ferplus(data: Dataset, ferplus_dir: Path | None = DEFAULT_FERPLUS_DIR) -> str | None:
+    """Join the FER+ votes to FER2013 when both are there; returns why not otherwise (None when joined)."""
+    if data.test.votes is not None:
+        return None
+    if ferplus_dir is None or not Path(ferplus_dir).exists():
+        return f"the FER+ votes are not at {ferplus_dir}"
+    try:
+        attach_votes(data, ferplus_dir)
+    except DatasetError as exc:
+        return str(exc)
+    return None
+
+
+def learned_from(model_dir: Path) -> str:
+    """Which labels a model learned from, in words, from its train_config.json (an ensemble: its members')."""
+    try:
+        config = json.loads((Path(model_dir) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return "not recorded"
+    members = config.get("ensemble", {}).get("member_labels") if isinstance(config.get("ensemble"), dict) else None
+    if isinstance(members, list) and members:
+        kinds = sorted({_labels_in_words(m) for m in members if isinstance(m, dict)})
+        return "; ".join(kinds)
+    return _labels_in_words(config)
+
+
+def _labels_in_words(config: dict) -> str:
+    kind = config.get("labels", "fer2013")
+    if kind == "fer2013":
+        return "FER2013 labels (one annotator a face)"
+    if kind == "ferplus-majority":
+        return "FER+ majority labels (ten votes a face)"
+    if kind == "ferplus-votes":
+        return "FER+ vote distributions (ten votes a face)"
+    weight = config.get("fer2013_weight")
+    weight = DEFAULT_FER2013_WEIGHT if weight is None else float(weight)
+    return f"a blend: {weight:.0%} FER2013 label, {1 - weight:.0%} FER+ vote distribution (ten votes a face)"
 
 
 #: Why a training run's metrics.json has no in-the-wild figures: the whole pipeline on 5,705 photos
@@ -58,11 +119,14 @@ def evaluate_model_dir(
                     "single centre crop, no test-time augmentation",
         "test": main["test"],
         "val": main["val"],
+        "labels": learned_from(model_dir),
         "dataset": data.summary(),
         "formats": {},
         "tta": {},
         "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    if "ferplus" in main:
+        metrics["ferplus"] = {"protocol": FERPLUS_PROTOCOL, **main["ferplus"]}
     for name in formats if formats is not None else available_backends(model_dir):
         path = model_dir / BACKEND_FILES[name]
         if name == "keras":
@@ -79,6 +143,7 @@ def evaluate_model_dir(
             "test_accuracy": result["test"]["accuracy"],
             "test_macro_f1": result["test"]["macro_f1"],
             "val_accuracy": result["val"]["accuracy"],
+            **ferplus_accuracies(result),
         }
     for mode in TTA_MODES[1:]:
         result = evaluate_backend(keras_backend, data, tta=mode)
@@ -87,6 +152,7 @@ def evaluate_model_dir(
             "test_macro_f1": result["test"]["macro_f1"],
             "val_accuracy": result["val"]["accuracy"],
             "val_macro_f1": result["val"]["macro_f1"],
+            **ferplus_accuracies(result),
         }
     metrics["in_the_wild"] = wild_section(model_dir, wild_dir) if wild else {"skipped": WILD_NOT_RUN}
     for extra, key in ((CONFIG_FILE, "config"), (TRAINING_FILE, "training")):
@@ -98,6 +164,14 @@ def evaluate_model_dir(
 
     write_model_card(model_dir)
     return metrics
+
+
+def ferplus_accuracies(result: dict) -> dict:
+    """The FER+ majority accuracies of one evaluation, for the formats and TTA rows ({} without votes)."""
+    if "ferplus" not in result:
+        return {}
+    return {"ferplus_test_accuracy": result["ferplus"]["test"]["accuracy"],
+            "ferplus_val_accuracy": result["ferplus"]["val"]["accuracy"]}
 
 
 def wild_section(model_dir: Path, wild_dir: Path | None = None) -> dict:
@@ -168,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                         "model was trained on, as its metrics.json records it, else FER2013)")
     parser.add_argument("--expw", type=Path, default=DEFAULT_EXPW_DIR,
                         help="ExpW in-the-wild photos for the whole-pipeline section (skipped, and said so, when absent)")
+    parser.add_argument("--ferplus", type=Path, default=DEFAULT_FERPLUS_DIR,
+                        help="FER+ votes for the FER2013 images (figures on FER+ labels; skipped, and said so, when absent)")
     parser.add_argument("--only-wild", action="store_true",
                         help="recompute only the in-the-wild section of metrics.json (after a detection change)")
     args = parser.parse_args(argv)
@@ -182,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         data = load_dataset(args.data or default_data_for(args.model_dir), crop_faces=faces_cropped_for(args.model_dir))
+        if data.layout == "fer2013-folders" and (why := with_ferplus(data, args.ferplus)):
+            print(f"FER+ figures skipped: {why}", file=sys.stderr)
         metrics = evaluate_model_dir(args.model_dir, data, wild_dir=args.expw)
     except (OSError, ValueError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -190,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     test, validation = names["test"], names["val"]
     print(f"{args.model_dir}: {test} accuracy {metrics['test']['accuracy']:.4f}, "
           f"macro-F1 {metrics['test']['macro_f1']:.4f}, {validation} accuracy {metrics['val']['accuracy']:.4f}")
+    if "ferplus" in metrics:
+        ferplus = metrics["ferplus"]
+        print(f"  FER+ majority: {test} accuracy {ferplus['test']['accuracy']:.4f}, balanced "
+              f"{ferplus['test']['balanced_accuracy']:.4f}, macro-F1 {ferplus['test']['macro_f1']:.4f}, cross-entropy "
+              f"{ferplus['test']['cross_entropy']:.4f}; {validation} accuracy {ferplus['val']['accuracy']:.4f}")
     for name, fmt in metrics["formats"].items():
         if "error" in fmt:
             print(f"  {name:<12} error: {fmt['error']}")

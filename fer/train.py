@@ -33,9 +33,11 @@ from fer.artifacts import (  # noqa: E402
 )
 from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, cut_mix_batch, mix_batch  # noqa: E402
 from fer.backends import open_model_file  # noqa: E402
-from fer.config import DEFAULT_DATA_DIR, NUM_CLASSES, split_names  # noqa: E402
+from fer.config import DEFAULT_DATA_DIR, DEFAULT_FERPLUS_DIR, NUM_CLASSES, split_names  # noqa: E402
 from fer.data import Dataset, class_weights, load_dataset  # noqa: E402
 from fer.deepen import grow  # noqa: E402
+from fer.ferplus import DEFAULT_FER2013_WEIGHT, TARGET_KINDS, attach_votes, majority_labels  # noqa: E402
+from fer.ferplus import training_targets as label_set_targets  # noqa: E402
 from fer.machine import BF16_CPU_FLAGS, has_any, machine_summary  # noqa: E402
 from fer.manifest import write_manifest  # noqa: E402
 from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model  # noqa: E402
@@ -93,6 +95,10 @@ class TrainConfig:
     #: Sharpness-aware minimisation: the radius of the weight neighbourhood each step climbs
     #: before taking its gradient (`fer/sam.py`); 0 is a plain step. Doubles a step's cost.
     sam_rho: float = 0.0
+    #: What the targets are (fer.ferplus.TARGET_KINDS): FER2013's one-annotator label, the FER+ majority,
+    #: the FER+ vote distribution, or a blend of FER2013's label (`fer2013_weight`) and that distribution.
+    labels: str = "fer2013"
+    fer2013_weight: float = DEFAULT_FER2013_WEIGHT
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict:
@@ -135,9 +141,11 @@ def teacher_probabilities(teacher_file: Path, images: np.ndarray, cache: Path | 
     return probs
 
 
-def training_targets(labels: np.ndarray, teacher_probs: np.ndarray | None, distill_weight: float) -> np.ndarray:
-    """One-hot labels, with `distill_weight` of each replaced by the teacher's probabilities."""
-    onehot = keras.utils.to_categorical(labels, NUM_CLASSES).astype(np.float32)
+def training_targets(labels: np.ndarray, teacher_probs: np.ndarray | None, distill_weight: float,
+                     base: np.ndarray | None = None) -> np.ndarray:
+    """One-hot labels (or the `base` targets of another label set, fer.ferplus), with `distill_weight`
+    of each replaced by the teacher's probabilities."""
+    onehot = keras.utils.to_categorical(labels, NUM_CLASSES).astype(np.float32) if base is None else base
     if teacher_probs is None or distill_weight <= 0.0:
         return onehot
     soft = teacher_probs / teacher_probs.sum(axis=1, keepdims=True)
@@ -165,13 +173,15 @@ def make_datasets(data: Dataset, config: TrainConfig, teacher_probs: np.ndarray 
     a `teacher` model does it online, on each augmented batch.
     """
     images, labels = data.train.images, data.train.labels
+    base = label_set_targets(data.train, config.labels, config.fer2013_weight)
     if config.max_train_images:
         pick = np.random.default_rng(config.seed).permutation(len(labels))[: config.max_train_images]
-        images, labels = images[pick], labels[pick]
+        images, labels, base = images[pick], labels[pick], base[pick]
         teacher_probs = teacher_probs[pick] if teacher_probs is not None else None
-    weights = class_weights(labels, config.class_weight_power)
-    sample_weights = weights[labels]
-    onehot = training_targets(labels, teacher_probs, config.distill_weight)
+    # Class weights follow the label set's own prior (its target mass per class): FER+ is 37 % neutral.
+    weights = class_weights(labels, config.class_weight_power, targets=base)
+    sample_weights = (base @ weights).astype(np.float32)
+    onehot = training_targets(labels, teacher_probs, config.distill_weight, base)
 
     train = tf.data.Dataset.from_tensor_slices((images[..., None], onehot, sample_weights))
     # The loader returns images grouped by class, so shuffle across the whole set every epoch.
@@ -237,6 +247,37 @@ class InferenceAccuracyProbe(keras.callbacks.Callback):
         if logs is not None:
             logs["train_subset_inference_accuracy"] = acc
         print(f"  epoch {epoch + 1}: inference-mode accuracy on 1000 training images {acc:.4f}", flush=True)
+
+
+#: The PublicTest figure a run is selected (and early-stopped) on: FER2013 accuracy for a FER2013 run;
+#: with FER+ targets, the mean of the accuracy on each label set, so neither is traded away unseen.
+SELECTION_KEY = "val_selection"
+
+
+def selection_metric(config: TrainConfig) -> str:
+    return "val_accuracy" if config.labels == "fer2013" else SELECTION_KEY
+
+
+class BothLabelSetsScores(keras.callbacks.Callback):
+    """Adds PublicTest accuracy on FER2013's labels and on the FER+ majority (faces the majority protocol
+    keeps) to each epoch's logs, and their mean as SELECTION_KEY; placed before the checkpoint and
+    early-stopping callbacks, which read it."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, votes: np.ndarray):
+        super().__init__()
+        self.images = images[..., None].astype(np.float32)
+        self.labels = labels
+        self.majority = majority_labels(votes)
+
+    def on_epoch_end(self, epoch, logs=None):
+        predicted = self.model.predict(self.images, batch_size=512, verbose=0).argmax(1)
+        fer2013 = float(np.mean(predicted == self.labels))
+        kept = self.majority >= 0
+        ferplus = float(np.mean(predicted[kept] == self.majority[kept]))
+        if logs is not None:
+            logs.update({"val_fer2013_accuracy": fer2013, "val_ferplus_accuracy": ferplus,
+                         SELECTION_KEY: (fer2013 + ferplus) / 2})
+        print(f"  epoch {epoch + 1}: PublicTest FER2013 {fer2013:.4f}, FER+ majority {ferplus:.4f}", flush=True)
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -345,15 +386,21 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     write_json(out_dir, CONFIG_FILE, config.to_dict())
     (out_dir / "checkpoints").mkdir(exist_ok=True)
     started = time.time()
+    monitor = selection_metric(config)
+    probe_targets = label_set_targets(data.train, config.labels, config.fer2013_weight)[probe_idx].argmax(1)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), save_freq="epoch", delete_checkpoint=False),
-        InferenceAccuracyProbe(data.train.images[probe_idx], data.train.labels[probe_idx]),
+        InferenceAccuracyProbe(data.train.images[probe_idx], probe_targets),
+    ]
+    if monitor == SELECTION_KEY:
+        callbacks.append(BothLabelSetsScores(data.val.images, data.val.labels, data.val.votes))
+    callbacks += [
         keras.callbacks.ModelCheckpoint(
-            str(out_dir / BEST_CHECKPOINT), monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=best_so_far(out_dir),
+            str(out_dir / BEST_CHECKPOINT), monitor=monitor, mode="max", save_best_only=True,
+            initial_value_threshold=best_so_far(out_dir, monitor),
         ),
         keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
+            monitor=monitor, mode="max", patience=config.early_stopping_patience,
         ),
         keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False, profile_batch=0),
         HistoryWriter(out_dir / HISTORY_FILE, started),
@@ -381,7 +428,7 @@ def train(config: TrainConfig, data: Dataset, out_dir: Path, *, verbose: int | N
     return model
 
 
-def best_so_far(out_dir: Path) -> float | None:
+def best_so_far(out_dir: Path, monitor: str = "val_accuracy") -> float | None:
     """The PublicTest accuracy a resumed run's best checkpoint must beat: without it a resume would
     replace the best epoch's weights with the best epoch since the resume. None when starting fresh,
     or when the best weights are not on this machine (only the latest checkpoint travels in git);
@@ -390,13 +437,14 @@ def best_so_far(out_dir: Path) -> float | None:
     if not history_path.exists():
         return None
     history = json.loads(history_path.read_text())["epochs"]
-    scores = [(v, e) for v, e in zip(history.get("val_accuracy", []), history.get("epoch", [])) if v is not None]
+    scores = [(v, e) for v, e in zip(history.get(monitor, []), history.get("epoch", [])) if v is not None]
     if not scores:
         return None
     best, epoch = max(scores)
     if (out_dir / BEST_CHECKPOINT).exists():
         return best
-    print(f"warning: the best epoch so far ({epoch}, PublicTest {best:.2%}) has no weights on this machine; "
+    figure = "" if monitor == "val_accuracy" else f" {monitor}"
+    print(f"warning: the best epoch so far ({epoch}, PublicTest{figure} {best:.2%}) has no weights on this machine; "
           "the model kept is the best epoch from here on", file=sys.stderr, flush=True)
     return None
 
@@ -495,6 +543,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--online-teacher", action="store_true",
                         help="the teacher classifies every augmented batch as the student sees it (slower; "
                         "default: each training face once, un-augmented)")
+    parser.add_argument("--labels", choices=TARGET_KINDS, default=defaults.labels,
+                        help="what to learn from: FER2013's label (default), the FER+ majority, the FER+ vote "
+                        "distribution, or a blend of FER2013's label and that distribution (--fer2013-weight)")
+    parser.add_argument("--fer2013-weight", type=float, default=None,
+                        help=f"with --labels blend: the share of each target that is FER2013's label "
+                        f"(default {DEFAULT_FER2013_WEIGHT:g}); the rest is the FER+ vote distribution")
+    parser.add_argument("--ferplus", type=Path, default=DEFAULT_FERPLUS_DIR,
+                        help="the FER+ votes (a folder with labels.csv, or the file) for FER+ --labels")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json at the end")
     args = parser.parse_args(argv)
     if args.teacher is not None and not args.teacher.is_file():
@@ -513,6 +569,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for flag, value in (("--mixup", args.mixup), ("--cutmix", args.cutmix)):
         if value is not None and not 0.0 < value <= 10.0:
             parser.error(f"{flag} must be above 0 and at most 10, got {value:g}")
+    if args.fer2013_weight is not None and args.labels != "blend":
+        parser.error("--fer2013-weight needs --labels blend")
+    if args.fer2013_weight is not None and not 0.0 <= args.fer2013_weight <= 1.0:
+        parser.error(f"--fer2013-weight must be from 0 to 1, got {args.fer2013_weight:g}")
     if args.sam is not None and not 0.0 < args.sam <= 1.0:
         parser.error(f"--sam must be above 0 and at most 1, got {args.sam:g}")
     if args.init_from is not None and not args.init_from.is_file():
@@ -584,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         init_from=str(args.init_from) if args.init_from else None, save_epoch_weights=args.save_epoch_weights,
         teacher=str(args.teacher) if args.teacher else None, distill_weight=args.distill_weight or 0.0,
         online_teacher=args.online_teacher, sam_rho=args.sam or 0.0,
+        labels=args.labels,
+        fer2013_weight=DEFAULT_FER2013_WEIGHT if args.fer2013_weight is None else args.fer2013_weight,
         augment=augment_config(args),
     )
     try:
@@ -591,6 +653,13 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if config.labels != "fer2013":
+        try:
+            joined = attach_votes(data, args.ferplus)
+        except (OSError, ValueError) as exc:
+            print(f"error: --labels {config.labels}: {exc}", file=sys.stderr)
+            return 2
+        print(f"FER+ votes joined to {joined} of {len(data.train) + len(data.val) + len(data.test)} faces", flush=True)
     print(data.describe(), flush=True)
     empty = [name for name, split in (("validation", data.val), ("test", data.test)) if len(split) == 0]
     if empty:  # selection and the reported figures would be meaningless (0 % of nothing)
@@ -603,7 +672,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batch size {config.batch_size} for {train_images} training images", flush=True)
     train(config, data, args.out, faces_cropped=not args.whole_images)
     if not args.no_evaluate:
-        from fer.evaluate import evaluate_model_dir
+        from fer.evaluate import evaluate_model_dir, with_ferplus
+
+        if data.layout == "fer2013-folders":
+            with_ferplus(data, args.ferplus)  # FER+ figures beside FER2013's when the votes are there
 
         metrics = evaluate_model_dir(args.out, data, wild=False)  # fer.evaluate adds the in-the-wild section
         print(f"{split_names(data.layout)['test']}: accuracy {metrics['test']['accuracy']:.4f}, "
