@@ -57,15 +57,19 @@ DEFAULT_EXPW_DIR = Path(os.environ.get("EXPW_DIR") or PROJECT_ROOT.parent / "sha
 #: Decoded arrays are cached here so that loading the dataset a second time takes well under a second.
 CACHE_DIR = Path(os.environ.get("FER_CACHE_DIR", Path.home() / ".cache" / "fer"))
 
-#: One colour per emotion (RGB), used for boxes, labels and charts alike.
+#: One colour per emotion (RGB), used for boxes, labels and charts alike. Based on Okabe and Ito's
+#: palette for colour-blind readers (bluish green), with Tol's indigo and a crimson, a gold and a pink
+#: darkened until each has at least 3:1 contrast on white (WCAG's bar for graphics): any two stay at least
+#: 12 CIEDE2000 apart with normal vision and simulated protanopia, deuteranopia and tritanopia alike
+#: (tests/test_drawing.py checks both). Tags on the image carry black or white text, whichever reads better.
 EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
-    "angry": (230, 57, 70),
-    "disgust": (106, 153, 78),
-    "fear": (142, 68, 173),
-    "happy": (255, 183, 3),
-    "neutral": (160, 160, 160),
-    "sad": (33, 118, 174),
-    "surprise": (255, 112, 166),
+    "angry": (200, 40, 40),
+    "disgust": (0, 158, 115),
+    "fear": (51, 34, 136),
+    "happy": (182, 143, 0),
+    "neutral": (100, 100, 100),
+    "sad": (0, 90, 181),
+    "surprise": (230, 90, 170),
 }
 
 #: Video files (app page and CLI). Frames are streamed one at a time, so memory does not grow

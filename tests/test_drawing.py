@@ -1,4 +1,5 @@
-"""Annotation of group photos: faces numbered in reading order, labels that never overlap or leave the image."""
+"""Annotation of group photos: faces numbered in reading order, labels that never overlap each other, never
+leave the image and never cover another face."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from fer.config import CLASS_NAMES, EMOTION_COLORS
-from fer.drawing import draw_faces, fit_for_display, place_labels, reading_order, text_style
+from fer.drawing import contrast_ratio, draw_faces, fit_for_display, ink_for, place_labels, reading_order, tag_scale
 from fer.recognition import Face
 
 
@@ -28,28 +29,86 @@ def test_reading_order_is_rows_then_left_to_right():
     assert ordered == [(20, 40, 60, 60), (160, 20, 70, 70), (300, 30, 90, 90), (30, 200, 70, 70), (200, 210, 80, 80)]
 
 
-@pytest.mark.parametrize("face_size", [(100, 120), (60, 60)])
-def test_eight_tiled_faces_get_full_labels_that_neither_overlap_nor_leave_the_image(face_size):
-    """The case from the issue: 8 faces tiled 4 x 2 with no room between them (the worst case)."""
-    fw, fh = face_size
-    height, width = 2 * fh, 4 * fw
-    boxes = [(c * fw, r * fh, fw, fh) for r in range(2) for c in range(4)]
-    texts = [f"#{i} surprise 100%" for i in range(1, 9)]
-    font_scale, thickness = text_style(height, width)
-    labels = place_labels(boxes, texts, (height, width), font_scale, thickness)
-    for label in labels:
+def _grid(columns: int, rows: int, face: tuple[int, int], gap: int = 0, border: int = 0) -> tuple[list, tuple]:
+    """Face boxes tiled `columns` x `rows` with `gap` px between them, and the picture's (height, width)."""
+    fw, fh = face
+    boxes = [(border + c * (fw + gap), border + r * (fh + gap), fw, fh) for r in range(rows) for c in range(columns)]
+    return boxes, (2 * border + rows * fh + (rows - 1) * gap, 2 * border + columns * fw + (columns - 1) * gap)
+
+
+def _crowd(count: int, size: tuple[int, int], seed: int) -> tuple[list, tuple]:
+    """`count` faces of 30-140 px at random, none overlapping another: a crowded group photo."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    boxes: list = []
+    while len(boxes) < count:
+        side = int(rng.integers(30, 140))
+        box = (int(rng.integers(0, width - side)), int(rng.integers(0, height - side)), side, side)
+        if all(_overlap(box, b) == 0 for b in boxes):
+            boxes.append(box)
+    return boxes, size
+
+
+#: The issue's collage: six web faces side by side in a 1440x240 strip, as BlazeFace framed them.
+COLLAGE = ([(54, 64, 116, 116), (295, 62, 132, 132), (533, 57, 129, 129), (770, 63, 139, 139), (1002, 43, 144, 144),
+            (1266, 60, 124, 124)], (240, 1440))
+LAYOUTS = {
+    "collage of six web faces, 1440x240": COLLAGE,
+    "six faces filling a 1440x240 strip": _grid(6, 1, (230, 230), gap=10, border=5),
+    "six faces stacked in a 240x1440 strip": _grid(1, 6, (230, 230), gap=10, border=5),
+    "eight faces tiled 4x2, no room between": _grid(4, 2, (100, 120)),
+    "eight small faces tiled 4x2, no room between": _grid(4, 2, (60, 60)),
+    "group photo, three rows of seven": _grid(7, 3, (70, 80), gap=12, border=40),
+    "crowd of 25 faces": _crowd(25, (800, 1200), seed=1),
+    "crowd of 40 faces": _crowd(40, (900, 1600), seed=2),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_tags_never_cover_another_face_nor_each_other(layout):
+    """Dense group photos and collages, drawn as the upload page shows them (`fit_for_display`), with the
+    longest label there is: every tag stays inside the picture, clear of every other tag and of every
+    face but its own, and keeps its number."""
+    boxes, (height, width) = LAYOUTS[layout]
+    faces = [_face(box) for box in boxes]
+    display, shown = fit_for_display(np.zeros((height, width, 3), np.uint8), faces)
+    boxes, (height, width) = [f.box for f in shown], display.shape[:2]
+    texts = [f"#{i} surprise 100%" for i in range(1, len(boxes) + 1)]
+    labels = place_labels(boxes, texts, (height, width))
+    for index, label in enumerate(labels):
         x, y, w, h = label.rect
         assert 0 <= x and 0 <= y and x + w <= width and y + h <= height, label
+        assert label.text.split(" ")[0] == f"#{index + 1}" and label.face_box == boxes[index]
+        for other, box in enumerate(boxes):
+            if other != index:
+                assert _overlap(label.rect, box) == 0, (label, box)
     for a, b in itertools.combinations(labels, 2):
         assert _overlap(a.rect, b.rect) == 0, (a, b)
-    # Each label either kept its full text or fell back to the number alone; the numbers all stay.
-    assert [label.text.split(" ")[0] for label in labels] == [f"#{i}" for i in range(1, 9)]
-    if face_size == (100, 120):
-        assert [label.text for label in labels] == texts
+
+
+def test_the_collages_tags_are_sized_to_their_faces_and_keep_their_text():
+    """The issue's 1440x240 collage got tags 40 px tall and 300 px wide, over the neighbours' heads."""
+    boxes, (height, width) = COLLAGE
+    display, shown = fit_for_display(np.zeros((height, width, 3), np.uint8), [_face(b) for b in boxes])
+    boxes = [f.box for f in shown]
+    texts = [f"#{i} surprise 100%" for i in range(1, 7)]
+    labels = place_labels(boxes, texts, display.shape[:2])
+    assert [label.text for label in labels] == texts
+    for label, box in zip(labels, boxes):
+        assert label.rect[3] <= box[3] / 3  # a third of its face's height at most
+        preferred, floor = tag_scale(box, display.shape[:2])
+        assert floor <= label.scale <= preferred
+
+
+def test_a_small_face_in_a_large_photo_gets_a_smaller_tag_than_a_large_one():
+    size = (1200, 1600)
+    small, _ = tag_scale((100, 100, 60, 60), size)
+    large, floor = tag_scale((600, 100, 400, 400), size)
+    assert floor == small < large
 
 
 def test_a_label_near_the_right_edge_is_moved_inside_not_clipped():
-    labels = place_labels([(560, 5, 40, 40)], ["#1 happy 88%"], (300, 600), *text_style(300, 600))
+    labels = place_labels([(560, 5, 40, 40)], ["#1 happy 88%"], (300, 600))
     x, y, w, h = labels[0].rect
     assert labels[0].text == "#1 happy 88%" and x + w <= 600 and y >= 0
 
@@ -82,3 +141,37 @@ def test_fit_for_display_bounds_the_longer_side_and_scales_boxes():
     assert max(large.shape[:2]) == 1600
     thin, _ = fit_for_display(np.zeros((10, 32000, 3), np.uint8), [])  # no zero-height resize (cv2.error)
     assert thin.shape[:2] == (1, 1600)
+
+
+#: Machado, Oliveira and Fernandes (2009): full-severity dichromacy, on linear RGB.
+DICHROMACY = {
+    "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]],
+    "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]],
+    "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]],
+}
+
+
+@pytest.mark.parametrize("vision", ["normal", *DICHROMACY])
+def test_emotion_colours_stay_apart_for_colour_blind_readers(vision):
+    """Any two emotions' colours differ by at least 12 CIEDE2000 (a glance tells them apart) with normal
+    vision and as people with each dichromacy see them; the old palette had fear and sad 1.6 apart
+    for deuteranopes."""
+    color = pytest.importorskip("skimage.color")
+    rgb = np.array([EMOTION_COLORS[name] for name in CLASS_NAMES], np.float64) / 255
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    if vision != "normal":
+        linear = np.clip(linear @ np.array(DICHROMACY[vision]).T, 0, 1)
+    seen = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    lab = color.rgb2lab(seen[None])[0]
+    for (a, b) in itertools.combinations(range(len(CLASS_NAMES)), 2):
+        assert color.deltaE_ciede2000(lab[a], lab[b]) >= 12, (vision, CLASS_NAMES[a], CLASS_NAMES[b])
+
+
+def test_emotion_colours_are_legible_on_white_and_under_their_text():
+    """Chart bars and the legend sit on a white page: 3:1 at least (WCAG's bar for graphics). A tag's text
+    takes black or white, whichever reads better on its colour: 4.5:1 at least (WCAG's bar for text)."""
+    for name, rgb in EMOTION_COLORS.items():
+        assert contrast_ratio(rgb, (255, 255, 255)) >= 3, name
+        assert contrast_ratio(rgb, ink_for(rgb)) >= 4.5, name
+    assert contrast_ratio((0, 0, 0), (255, 255, 255)) == pytest.approx(21)
+    assert ink_for((255, 255, 0)) == (0, 0, 0) and ink_for((0, 0, 128)) == (255, 255, 255)
