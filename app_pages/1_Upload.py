@@ -8,22 +8,23 @@ import streamlit as st
 from app_pages.ui import (
     PHOTO_TYPES,
     PHOTO_TYPES_TEXT,
+    RESULTS_TABLE_COLUMNS,
     escape_markdown,
     example_image,
+    explain_help,
     probability_chart,
     recognizer_or_stop,
+    show_explanations,
     upload_limit_mb,
 )
-from fer.config import CLASS_NAMES, PHOTO_MODEL_DIR
+from fer.config import PHOTO_MODEL_DIR
 from fer.detectors import describe, detector_names
 from fer.drawing import png_bytes
 from fer.photos import analyse_photo
-from fer.results import PHOTO_COLUMNS, FaceRow, face_summary, photo_rows, to_csv, to_json, to_records
+from fer.results import PHOTO_COLUMNS, VIDEO_ONLY_COLUMNS, FaceRow, face_summary, photo_rows, table_records, to_csv, to_json
 from fer.tta import PHOTO_TTA, TTA_MODES
 
 UPLOAD, CAMERA, EXAMPLE = "Upload photos", "Take a photo", "Example photo"
-#: The table shows probabilities in percent, as the image and the charts do; the downloads keep fractions.
-PERCENT_COLUMNS = {name: st.column_config.NumberColumn(format="percent") for name in ("confidence", *CLASS_NAMES)}
 
 st.title("Upload photos")
 st.write(
@@ -113,31 +114,25 @@ for index, (name, data) in enumerate(photos):
             width="stretch", key=f"chart-{index}-{number}",
         )
     if st.toggle("Why? Show which parts of each face the emotion was read from", key=f"why-{index}",
-                 help="Hides each part of the face in turn and measures how much the emotion's probability drops "
-                 "(occlusion sensitivity). It takes about a second per face with ten-crop, less without."):
-        from fer.explain import explain_face
+                 help=explain_help(recognizer)):
         from fer.images import read_image
 
-        image = data if not isinstance(data, bytes) else read_image(data)
-        why_cols = st.columns(4)
-        for number, face in enumerate(result.faces, 1):
-            explanation = explain_face(recognizer, image, face)
-            drop = 100 * explanation.largest_drop
-            why_cols[(number - 1) % 4].image(explanation.overlay(), width="stretch", caption=(
-                f"#{number} {face.label}: hiding the hottest part lowers it by {drop:.1f} points"
-                + (" (no single part decides it)" if drop < 5 else "")))
-    st.dataframe(to_records(rows), width="stretch", hide_index=True, column_config=PERCENT_COLUMNS,
-                 column_order=PHOTO_COLUMNS)
+        show_explanations(recognizer, data if not isinstance(data, bytes) else read_image(data), result.faces,
+                          key=f"why-{index}-{name}")
+    st.dataframe(table_records(rows, result.size), width="stretch", hide_index=True,
+                 column_config=RESULTS_TABLE_COLUMNS)
+    st.caption("Percentages, and each box clipped to the photo. The downloads hold the full rows: fractions, and "
+               "the box as the model framed the face (it may cross the photo's edge).")
     d1, d2, d3 = st.columns(3)
     stem = name.rsplit(".", 1)[0]
     d1.download_button("Annotated image (PNG)", png_bytes(result.annotated), f"{stem}_annotated.png", "image/png",
                        key=f"png-{index}", on_click="ignore")
-    d2.download_button("Results (CSV)", to_csv(rows), f"{stem}_faces.csv", "text/csv", key=f"csv-{index}",
-                       on_click="ignore")
-    d3.download_button("Results (JSON)", to_json(rows), f"{stem}_faces.json", "application/json",
-                       key=f"json-{index}", on_click="ignore")
+    d2.download_button("Results (CSV)", to_csv(rows, PHOTO_COLUMNS), f"{stem}_faces.csv", "text/csv",
+                       key=f"csv-{index}", on_click="ignore")
+    d3.download_button("Results (JSON)", to_json(rows, without=VIDEO_ONLY_COLUMNS), f"{stem}_faces.json",
+                       "application/json", key=f"json-{index}", on_click="ignore")
 
 if len(photos) > 1 and all_rows:
     st.divider()
-    st.download_button("All results (CSV)", to_csv(all_rows), "faces.csv", "text/csv", key="csv-all",
+    st.download_button("All results (CSV)", to_csv(all_rows, PHOTO_COLUMNS), "faces.csv", "text/csv", key="csv-all",
                        on_click="ignore")

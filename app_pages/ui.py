@@ -140,6 +140,60 @@ def annotated_example(model_dir: str) -> np.ndarray | None:
     return result.annotated
 
 
+#: The upload page's results table: percentages as a person reads them, narrow enough that every
+#: emotion fits at 1400 px without scrolling sideways (`fer.results.table_records` makes the rows).
+RESULTS_TABLE_COLUMNS = {
+    "face": st.column_config.NumberColumn("#", width=40),
+    "label": st.column_config.TextColumn("emotion", width=75),
+    **{name: st.column_config.NumberColumn(name, format="%.0f%%", width=70) for name in ("confidence", *CLASS_NAMES)},
+    "detection score": st.column_config.NumberColumn("detection", format="%.0f%%", width=70,
+                                                     help="How sure the face detector is that this is a face"),
+    "box (x, y, w, h)": st.column_config.TextColumn(width=130, help="In the photo's pixels, clipped to the photo"),
+}
+
+#: What `python -m benchmarks.explain --app` measured for the upload page's "Why?".
+EXPLAIN_BENCHMARK = fer.config.PROJECT_ROOT / "benchmarks" / "explain_app.json"
+
+
+def explain_help(recognizer: EmotionRecognizer) -> str:
+    """The "Why?" switch's help: what it does, and what the benchmark measured for this model, if it was."""
+    text = ("Hides each part of the face in turn and measures how much the emotion's probability drops "
+            "(occlusion sensitivity).")
+    try:
+        measured = json.loads(EXPLAIN_BENCHMARK.read_text())
+        if measured["model"] != recognizer.model_dir.name or measured["tta"] != recognizer.tta:
+            return text
+        return text + (f" For this model, `benchmarks/explain.py` measured {measured['wall_s_per_face']:.1f} s a face "
+                       f"({measured['cpu_s_per_face']:.1f} s of CPU) on a photo of {measured['faces']} faces, on a "
+                       f"{measured['cores']}-core {escape_markdown(measured['cpu'])}{escape_markdown(measured['note'])}; "
+                       "a busy server takes longer.")
+    except (OSError, ValueError, KeyError, TypeError):
+        return text
+
+
+def show_explanations(recognizer: EmotionRecognizer, image: np.ndarray, faces: Sequence[Face], key: str,
+                      per_row: int = 4) -> None:
+    """An occlusion map per face, in a grid: a progress bar in each face's place while it is computed
+    (all faces share the model calls), then the map. Kept in the session, so that a rerun of the page
+    (another switch, another photo) does not compute them again."""
+    from fer.explain import explain_faces
+
+    kept = st.session_state.setdefault("explanations", {})
+    identity = (key, str(recognizer.model_dir), recognizer.tta, tuple((f.box, f.label) for f in faces))
+    columns = st.columns(per_row)
+    slots = [columns[i % per_row].empty() for i in range(len(faces))]
+    if kept.get(key, (None,))[0] != identity:
+        bars = [slot.progress(0.0, text=f"#{n}: hiding each part in turn") for n, slot in enumerate(slots, 1)]
+        explanations = explain_faces(recognizer, image, faces,
+                                     progress=lambda i, done: bars[i].progress(done, text=f"#{i + 1}: {done:.0%}"))
+        kept[key] = (identity, explanations)
+    for number, (slot, face, explanation) in enumerate(zip(slots, faces, kept[key][1]), 1):
+        drop = 100 * explanation.largest_drop
+        slot.image(explanation.overlay(), width="stretch", caption=(
+            f"#{number} {face.label}: hiding the hottest part lowers it by {drop:.1f} points"
+            + (" (no single part decides it)" if drop < 5 else "")))
+
+
 # ---------------------------------------------------------------- live page
 
 def timeline_chart(times: np.ndarray, probabilities: np.ndarray, title: str, x_title: str = "seconds") -> go.Figure:

@@ -30,6 +30,7 @@ class PhotoResult:
     faces: list[Face] = field(default_factory=list)
     annotated: np.ndarray | None = None
     error: str | None = None
+    size: tuple[int, int] = (0, 0)  # (height, width) of the photo the boxes refer to
 
 
 def analyse_photo(
@@ -50,4 +51,4 @@ def analyse_photo(
         log.exception("analysing %r failed", name)
         return PhotoResult(name, error=f"{name} could not be analysed because of an error on our side; the other "
                                        "photos are not affected. Try another photo, or a smaller copy of this one.")
-    return PhotoResult(name, faces, annotated)
+    return PhotoResult(name, faces, annotated, size=rgb.shape[:2])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -21,8 +21,11 @@ from fer.recognition import Face
 #: `detection_score` where the detector gives none (the Haar cascade, a whole image classified).
 CSV_COLUMNS: tuple[str, ...] = ("source", "frame", "time_s", "face", "x", "y", "width", "height",
                                 "detection_score", "label", "confidence", *CLASS_NAMES)
-#: The columns that mean something for a still photo (its table on the upload page).
-PHOTO_COLUMNS: tuple[str, ...] = tuple(c for c in CSV_COLUMNS if c not in ("frame", "time_s"))
+#: Columns that only a video's frames fill.
+VIDEO_ONLY_COLUMNS: tuple[str, ...] = ("frame", "time_s")
+#: The columns that mean something for a still photo: the upload page's downloads (the CLI and batch
+#: jobs keep every column, as one of their files may mix photos and video frames).
+PHOTO_COLUMNS: tuple[str, ...] = tuple(c for c in CSV_COLUMNS if c not in VIDEO_ONLY_COLUMNS)
 #: Digits kept for probabilities, confidences and scores; times keep milliseconds.
 DIGITS, TIME_DIGITS = 4, 3
 
@@ -72,10 +75,11 @@ def photo_rows(faces: Iterable[Face], source: str = "") -> list[FaceRow]:
 
 
 class CsvWriter:
-    """Rows to an open text file as they come, the header first (so a long job's file grows as it runs)."""
+    """Rows to an open text file as they come, the header first (so a long job's file grows as it runs);
+    `columns` a subset of `CSV_COLUMNS` in its order (the photo downloads' `PHOTO_COLUMNS`)."""
 
-    def __init__(self, file: TextIO):
-        self._writer = csv.DictWriter(file, fieldnames=CSV_COLUMNS)
+    def __init__(self, file: TextIO, columns: Sequence[str] = CSV_COLUMNS):
+        self._writer = csv.DictWriter(file, fieldnames=list(columns), extrasaction="ignore")
         self._writer.writeheader()
 
     def write(self, rows: Iterable[FaceRow]) -> None:
@@ -86,10 +90,10 @@ class CsvWriter:
         self._writer.writerows({k: "" if record[k] is None else record[k] for k in CSV_COLUMNS} for record in records)
 
 
-def to_csv(rows: Iterable[FaceRow]) -> str:
+def to_csv(rows: Iterable[FaceRow], columns: Sequence[str] = CSV_COLUMNS) -> str:
     """The rows as CSV text with its header (a header alone when there are none)."""
     buffer = io.StringIO()
-    CsvWriter(buffer).write(rows)
+    CsvWriter(buffer, columns).write(rows)
     return buffer.getvalue()
 
 
@@ -98,8 +102,8 @@ def to_records(rows: Iterable[FaceRow], *, without: tuple[str, ...] = ()) -> lis
     return [{k: v for k, v in row.as_dict().items() if k not in without} for row in rows]
 
 
-def to_json(rows: Iterable[FaceRow]) -> str:
-    return json.dumps(to_records(rows), indent=1)
+def to_json(rows: Iterable[FaceRow], *, without: tuple[str, ...] = ()) -> str:
+    return json.dumps(to_records(rows, without=without), indent=1)
 
 
 def write_parquet(rows: Iterable[FaceRow], path: str | Path) -> None:
@@ -121,6 +125,23 @@ def parquet_schema():
              "detection_score": pa.float64(), "label": pa.string(), "confidence": pa.float64()}
     return pa.schema([(name, types.get(name, pa.float64())) for name in CSV_COLUMNS])
 
+
+
+def table_records(rows: Iterable[FaceRow], image_size: tuple[int, int]) -> list[dict]:
+    """The rows as a person reads them on a page: scores and probabilities in percent (0-100), the box
+    clipped to the picture of `image_size` (height, width), and no column that a photo leaves empty.
+    The downloads keep the full rows: fractions, and the box as the classifier framed it (its square
+    may cross the picture's edge)."""
+    records = []
+    for row in rows:
+        x0, y0 = max(0, row.x), max(0, row.y)
+        x1, y1 = min(image_size[1], row.x + row.width), min(image_size[0], row.y + row.height)
+        record = {"face": row.face, "label": row.label, "confidence": round(100 * row.confidence, 1)}
+        record.update((name, round(100 * p, 1)) for name, p in zip(CLASS_NAMES, row.probabilities))
+        record["detection score"] = None if row.detection_score is None else round(100 * row.detection_score, 1)
+        record["box (x, y, w, h)"] = f"{x0}, {y0}, {max(0, x1 - x0)}, {max(0, y1 - y0)}"
+        records.append(record)
+    return records
 
 
 def face_summary(faces: Iterable[Face]) -> str:

@@ -192,10 +192,11 @@ def test_group_photo_faces_are_numbered_in_reading_order_everywhere(group_photo)
     app = _upload_app(("group.png", _png(group_photo), "image/png"))
     table = app.dataframe[0].value
     assert list(table["face"]) == list(range(1, 9))
-    rows = [list(table["x"][:4]), list(table["x"][4:])]
-    assert all(row == sorted(row) for row in rows) and max(table["y"][:4]) < min(table["y"][4:])
-    summary = re.search(r"faces found: 8</span> \((.*)\)", _text(app)).group(1)
-    assert summary == "; ".join(f"#{n} {lab} {c:.0%}" for n, lab, c in zip(table["face"], table["label"], table["confidence"]))
+    x, y, _, _ = zip(*[map(int, box.split(", ")) for box in table["box (x, y, w, h)"]])
+    assert list(x[:4]) == sorted(x[:4]) and list(x[4:]) == sorted(x[4:]) and max(y[:4]) < min(y[4:])
+    summary = re.findall(r"#(\d+) (\w+) (\d+)%", re.search(r"faces found: 8</span> \((.*)\)", _text(app)).group(1))
+    assert [(int(n), label) for n, label, _ in summary] == list(zip(table["face"], table["label"]))
+    assert all(abs(int(shown) - percent) <= 0.55 for (_, _, shown), percent in zip(summary, table["confidence"]))
 
 
 def test_every_failing_photo_gets_one_line_and_the_batch_goes_on(monkeypatch, astronaut_rgb):
@@ -221,7 +222,7 @@ def test_every_failing_photo_gets_one_line_and_the_batch_goes_on(monkeypatch, as
         assert error.startswith(f"{name}\\.png could not be"), error
         assert "\n" not in error and not re.search(r"Traceback|\b[A-Z]\w*(Error|Exception)\b|cv2", error), error
     assert "other photos are not affected" in errors[2]
-    assert len(app.dataframe) == 1 and list(app.dataframe[0].value["source"]) == ["face.png"]
+    assert len(app.dataframe) == 1 and len(app.dataframe[0].value) == 1  # face.png's one face
 
 
 def test_file_names_are_shown_literally_not_as_markdown(astronaut_rgb):

@@ -16,7 +16,18 @@ from fer.backends import PHOTO_BACKEND
 from fer.config import CLASS_NAMES
 from fer.photos import analyse_photo
 from fer.recognition import EmotionRecognizer, Face
-from fer.results import CSV_COLUMNS, FaceRow, photo_rows, to_csv, to_json, to_records, write_parquet
+from fer.results import (
+    CSV_COLUMNS,
+    PHOTO_COLUMNS,
+    VIDEO_ONLY_COLUMNS,
+    FaceRow,
+    photo_rows,
+    table_records,
+    to_csv,
+    to_json,
+    to_records,
+    write_parquet,
+)
 from fer.tracks import FaceTracks, FrameResult
 from fer.tta import PHOTO_TTA
 
@@ -67,6 +78,29 @@ def test_a_row_keeps_every_figure_and_says_what_does_not_apply():
     assert no_score.as_dict(missing="")["detection_score"] == "" and no_score.time_s == 0.233
     assert (no_score.x, no_score.y, no_score.width, no_score.height) == (20, 40, 60, 80)
     assert to_csv([]).strip() == ",".join(CSV_COLUMNS)
+
+
+def test_photo_downloads_leave_out_the_columns_only_videos_fill():
+    rows = [FaceRow.from_face(_face(), 1, source="a.jpg"), FaceRow.from_face(_face(score=None), 2, source="a.jpg")]
+    as_csv = list(csv.DictReader(io.StringIO(to_csv(rows, PHOTO_COLUMNS))))
+    assert list(as_csv[0]) == list(PHOTO_COLUMNS) == [c for c in CSV_COLUMNS if c not in ("frame", "time_s")]
+    assert as_csv[1]["detection_score"] == "" and as_csv[0]["face"] == "1"
+    as_json = json.loads(to_json(rows, without=VIDEO_ONLY_COLUMNS))
+    assert list(as_json[0]) == list(PHOTO_COLUMNS) and as_json[1]["detection_score"] is None
+    assert [{k: r[k] for k in PHOTO_COLUMNS} for r in to_records(rows)] == as_json  # the same values, fewer keys
+
+
+def test_the_pages_table_shows_percentages_and_boxes_inside_the_photo():
+    """Issue 42 §4: a raw 0.6984 among percentages, and a box at y = -3 for a face cut by the top edge."""
+    cut = FaceRow.from_face(_face(box=(-5, -3, 40, 50), score=0.6984), 1)
+    past = FaceRow.from_face(_face(box=(90, 70, 40, 40), score=None), 2)
+    records = table_records([cut, past], image_size=(100, 120))
+    assert records[0]["detection score"] == 69.8 and records[1]["detection score"] is None
+    assert records[0]["confidence"] == round(100 * cut.confidence, 1)
+    assert [records[0][n] for n in CLASS_NAMES] == [round(100 * p, 1) for p in cut.probabilities]
+    assert records[0]["box (x, y, w, h)"] == "0, 0, 35, 47" and records[1]["box (x, y, w, h)"] == "90, 70, 30, 30"
+    assert not {"source", "frame", "time_s"} & set(records[0])
+    assert (cut.x, cut.y) == (-5, -3)  # the downloads keep the box as the classifier framed it
 
 
 def test_video_rows_and_parquet_hold_the_same_values(tmp_path):
