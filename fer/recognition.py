@@ -191,15 +191,17 @@ class EmotionRecognizer:
         batch = np.stack([_pad_square_resize(g) for g in grays])
         return self._faces(batch, [Detection((0, 0, g.shape[1], g.shape[0])) for g in grays], whole_image=True)
 
-    def classify(self, faces48: np.ndarray) -> np.ndarray:
+    def classify(self, faces48: np.ndarray, tta: str | None = None) -> np.ndarray:
         """Probabilities (N, 7) for a uint8 batch (N, 48, 48) of face crops, averaged over the
-        recognizer's test-time augmentation views (one backend call for all of them)."""
+        recognizer's test-time augmentation views (`tta` another mode, without a clone's detector);
+        one backend call per chunk for all of them."""
         if faces48.ndim != 3 or faces48.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
             raise ValueError(f"expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}) crops, got {faces48.shape}")
+        mode = self.tta if tta is None else check_mode(tta)
         # In chunks: a caller's thousands of crops (times ten views) would otherwise be one huge backend batch.
-        probs = np.concatenate([predict_with_tta(self.backend.predict, faces48[start:start + CLASSIFY_CHUNK], self.tta)
+        probs = np.concatenate([predict_with_tta(self.backend.predict, faces48[start:start + CLASSIFY_CHUNK], mode)
                                 for start in range(0, len(faces48), CLASSIFY_CHUNK)] or
-                               [predict_with_tta(self.backend.predict, faces48, self.tta)])
+                               [predict_with_tta(self.backend.predict, faces48, mode)])
         problem = describe_bad_probabilities(np.asarray(probs, dtype=np.float64), len(faces48))
         if problem:
             raise ModelLoadError(f"the model {self.backend.path} gave {problem}; the file is damaged: "

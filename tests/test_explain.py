@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fer.config import CLASS_NAMES, PROJECT_ROOT
-from fer.explain import Explanation, explain_face, occlusion_importance
+from fer.explain import Explanation, Occlusion, explain_face, explain_faces, occlusion_importance
 from fer.recognition import EmotionRecognizer
 
 
@@ -67,6 +67,36 @@ def test_explains_the_prediction_that_was_shown(recognizer, astronaut_rgb):
     tinted = np.abs(picture.astype(int) - grey).sum(axis=2) > 30
     scaled = np.kron(evidence, np.ones((4, 4)))
     assert tinted.any() and scaled[tinted].mean() > scaled[~tinted].mean()  # the colour is where the evidence is
+
+
+def test_faces_explained_together_match_one_at_a_time_and_report_progress(recognizer, astronaut_rgb):
+    """All faces' occluded copies share the model calls (issue 42 §3); each map is the one it would be alone,
+    and each face's progress rises to 1."""
+    photo = np.hstack([astronaut_rgb, astronaut_rgb[:, ::-1]])
+    faces = recognizer.predict(photo, color_order="rgb")
+    assert len(faces) == 2
+    seen: dict[int, list[float]] = {}
+    together = explain_faces(recognizer, photo, faces, progress=lambda i, done: seen.setdefault(i, []).append(done))
+    for face, explanation in zip(faces, together):
+        alone = explain_face(recognizer, photo, face)
+        assert explanation.label == face.label
+        assert np.allclose(explanation.importance, alone.importance, atol=1e-4)
+    assert sorted(seen) == [0, 1]
+    for steps in seen.values():
+        assert steps == sorted(steps) and steps[-1] == 1.0 and len(steps) >= 2  # a 122-copy face spans chunks
+    assert explain_faces(recognizer, photo, []) == []
+
+
+def test_coarser_occlusions_hide_fewer_larger_squares_reaching_every_edge():
+    for patch, stride in ((8, 4), (12, 6), (16, 8), (8, 8)):
+        occlusion = Occlusion(patch, stride)
+        starts = sorted({y for y, _ in occlusion.positions()})
+        assert starts[0] == 0 and starts[-1] + patch == 48 and all(b - a <= stride for a, b in zip(starts, starts[1:]))
+        crop = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
+        copies = occlusion.copies(crop)
+        assert len(copies) == len(starts) ** 2 + 1 and np.array_equal(copies[0], crop)  # the intact crop first
+        assert all((copy != crop).sum() > 0 for copy in copies[1:])
+    assert Occlusion(8, 4).inferences("ten-crop") == 122 * 10 and Occlusion(16, 8, "flip").inferences("ten-crop") == 26 * 2
 
 
 def test_whole_image_faces_are_explained_too(recognizer, astronaut_rgb):
