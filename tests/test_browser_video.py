@@ -11,7 +11,8 @@ import io
 
 import pytest
 
-from fer.config import CLASS_NAMES
+from app_pages.video_session import file_types_text
+from fer.config import CLASS_NAMES, VIDEO_SUFFIXES
 from fer.results import CSV_COLUMNS
 from tests import test_browser as shared
 from tests.media import two_faces_frames, write_video
@@ -60,7 +61,8 @@ def _upload(page, app_url, path) -> None:
 
 def test_video_page_analyses_an_uploaded_clip(page, app_url, clips):
     _upload(page, app_url, clips[0])
-    page.get_by_text("Video: MP4, MOV, WebM or AVI, up to 200 MB").wait_for(timeout=90_000)  # the limit in words
+    # The formats and the limit in words, from the list the picker takes (MKV and M4V too).
+    page.get_by_text(f"Video: {file_types_text(VIDEO_SUFFIXES)}, up to 200 MB").wait_for(timeout=90_000)
     assert "640x480, 2.0 s at 30 frames a second" in page.get_by_test_id("video-info").inner_text(timeout=90_000)
     page.get_by_role("button", name="Analyse video").click()
     done = page.get_by_test_id("video-done")

@@ -1,0 +1,84 @@
+"""More visitors than the server's bound on video analyses, in headless Chromium (issue 44).
+
+A server that analyses one video at a time; three sessions upload a short clip each and press
+"Analyse video" at the same moment (barriers release them). Every page must finish with its own
+clip's result, as the library gives it for that clip alone; the two that had to wait must have been
+told so, with their place, which only moves up. Once the tabs close, their session folders go when
+Streamlit's disconnected-session timeout has passed. Memory under the real 150 MB and 20 MB
+scenarios is measured by `python -m benchmarks.video_load`, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import pytest
+
+from benchmarks import app_server
+from benchmarks.video_load import analyse_together
+from fer.backends import LIVE_BACKEND
+from fer.config import DEFAULT_MODEL_DIR
+from fer.recognition import EmotionRecognizer
+from fer.video import analyse_video, app_sampling, probe_video
+from tests.media import two_faces_frames, write_video
+from tests.test_browser import SERVER_LOGS, _need_chromium
+
+pytestmark = pytest.mark.browser
+
+BOUND, VISITORS, SESSION_TTL_S = 1, 3, 3
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server of its own: one analysis at a time, closed sessions kept 3 s, its temporary files in view."""
+    _need_chromium()
+    folder = tmp_path_factory.mktemp("queue_server")
+    server_tmp = folder / "tmp"
+    server_tmp.mkdir()
+    env = {"FER_VIDEO_ANALYSES": str(BOUND), "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": str(SESSION_TTL_S),
+           "TMPDIR": str(server_tmp)}
+    try:
+        with app_server.serve_app(folder / "streamlit.log", env=env) as (url, _pid):
+            SERVER_LOGS[url] = folder / "streamlit.log"
+            yield url, server_tmp
+    except app_server.AppDidNotStart as exc:
+        pytest.fail(str(exc))
+
+
+def test_more_visitors_than_the_bound_all_finish_and_the_queued_are_told(server, tmp_path, astronaut_rgb):
+    url, server_tmp = server
+    frames = two_faces_frames(astronaut_rgb, 90)
+    clips = [write_video(tmp_path / f"visitor_{k}.mp4", frames[:60 + 15 * k]) for k in range(VISITORS)]
+    recognizer = EmotionRecognizer(DEFAULT_MODEL_DIR, LIVE_BACKEND)  # as the video page runs it
+    expected = []
+    for clip in clips:
+        analysis = analyse_video(clip, recognizer, sampling=app_sampling(probe_video(clip)), smoothing=True)
+        assert analysis.summary(), f"{clip.name}: the library finds no face, so the page's count would prove nothing"
+        expected.append((analysis.frames_analysed, len(analysis.summary())))
+    assert len(set(expected)) == VISITORS, "each clip has a result of its own, so a mix-up would show"
+
+    results = asyncio.run(analyse_together(url, clips, timeout_s=600))
+
+    for clip, want, got in zip(clips, expected, results):
+        assert got.exceptions == [], f"{clip.name}: {got.exceptions}"
+        assert (got.frames, got.faces) == want, f"{clip.name}: the page shows {got.done!r}, alone it gives {want}"
+    queued = [r for r in results if r.queue]
+    assert len(queued) == VISITORS - BOUND, [r.queue for r in results]
+    places = []
+    for r in queued:
+        numbers = [int(re.search(r"number (\d+) in the queue", text).group(1)) for text in r.queue]
+        assert numbers == sorted(numbers, reverse=True), f"a place only moves up: {r.queue}"
+        assert f"of {BOUND} being analysed now" in r.queue[0] and "starts by itself" in r.queue[0]
+        assert "in the queue" in r.done  # and the result says how long it waited
+        places.append(numbers[0])
+    assert sorted(places) == list(range(1, VISITORS - BOUND + 1))  # the second to come was first in line
+    assert all("in the queue" not in r.done for r in results if not r.queue)
+
+    deadline = time.monotonic() + SESSION_TTL_S + 30
+    while list(server_tmp.glob("fer-video-*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not list(server_tmp.glob("fer-video-*")), "the closed sessions' folders were not removed"
+    log = SERVER_LOGS[url].read_text()
+    assert "Traceback" not in log, log[-3000:]
