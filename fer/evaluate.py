@@ -244,9 +244,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="ExpW in-the-wild photos for the whole-pipeline section (skipped, and said so, when absent)")
     parser.add_argument("--ferplus", type=Path, default=DEFAULT_FERPLUS_DIR,
                         help="FER+ votes for the FER2013 images (figures on FER+ labels; skipped, and said so, when absent)")
+    parser.add_argument("--skip-wild", action="store_true",
+                        help="leave the in-the-wild section out (FER2013 and FER+ figures only; minutes faster)")
     parser.add_argument("--only-wild", action="store_true",
                         help="recompute only the in-the-wild section of metrics.json (after a detection change)")
     args = parser.parse_args(argv)
+    if args.only_wild and args.skip_wild:
+        parser.error("--only-wild and --skip-wild exclude each other")
     if args.only_wild:
         try:
             wild = update_wild_section(args.model_dir, args.expw)["in_the_wild"]
@@ -260,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load_dataset(args.data or default_data_for(args.model_dir), crop_faces=faces_cropped_for(args.model_dir))
         if data.layout == "fer2013-folders" and (why := with_ferplus(data, args.ferplus)):
             print(f"FER+ figures skipped: {why}", file=sys.stderr)
-        metrics = evaluate_model_dir(args.model_dir, data, wild_dir=args.expw)
+        metrics = evaluate_model_dir(args.model_dir, data, wild_dir=args.expw, wild=not args.skip_wild)
     except (OSError, ValueError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,26 @@ def limits_sentences(art: ModelArtifacts) -> list[str]:
     return sentences
 
 
+def ferplus_lines(ferplus: dict | None, names: dict[str, str]) -> list[str]:
+    """The card's bullets on the FER+ labels (ten votes a face), when the evaluation measured them."""
+    if not isinstance(ferplus, dict) or not isinstance(ferplus.get("test"), dict):
+        return []
+    test, val = ferplus["test"], ferplus.get("val", {})
+    lines = [
+        f"- FER+ labels (majority of ten votes, {test.get('images', 'n/a')} {names['test']} faces): accuracy "
+        f"**{_pct(test.get('accuracy'))}**, balanced accuracy {_pct(test.get('balanced_accuracy'))}, macro-F1 "
+        f"{_pct(test.get('macro_f1'))}; {names['val']} accuracy {_pct(val.get('accuracy'))}",
+    ]
+    if isinstance(test.get("cross_entropy"), (int, float)):
+        lines.append(f"- Cross-entropy against the ten votes' distribution: {test['cross_entropy']:.3f} nats a face "
+                     "(lower: the confidences match the crowd better)")
+    clear = test.get("clear_expressions")
+    if isinstance(clear, dict) and clear.get("accuracy") is not None:
+        lines.append(f"- Clear expressions ({clear['faces']} faces where 8 of 10 voters named one emotion other than "
+                     f"neutral): {_pct(clear['accuracy'])} right, {_pct(clear['called_neutral'])} called neutral")
+    return lines
+
+
 def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
     """A short Markdown card generated from the artifacts, so it can never disagree with them.
 
@@ -50,9 +70,10 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
     model, test, names = m.get("model", {}), m.get("test", {}), art.splits
     lines = [f"# Model card: {art.name}", ""] if standalone else []
     section = "##" if standalone else "####"  # on the page, below its own "Model card" header
+    lines += ["Facial-expression classifier for 48x48 grayscale faces, 7 classes: " + ", ".join(CLASS_NAMES) + ".", ""]
+    if m.get("labels"):
+        lines += [f"Learned from: {m['labels']}.", ""]
     lines += [
-        "Facial-expression classifier for 48x48 grayscale faces, 7 classes: " + ", ".join(CLASS_NAMES) + ".",
-        "",
         f"{section} Figures (recomputed by `python -m fer.evaluate`)",
         "",
         f"- Protocol: {m.get('protocol', 'n/a')}",
@@ -60,10 +81,12 @@ def render_model_card(art: ModelArtifacts, *, standalone: bool = True) -> str:
         f"- {names['test']} macro-F1: {_pct(test.get('macro_f1'))}",
         f"- {names['val']} accuracy (selection set): {_pct(m.get('val', {}).get('accuracy'))}",
     ]
+    lines += ferplus_lines(m.get("ferplus"), names)
     for mode, result in m.get("tta", {}).items():
         lines.append(
             f"- With test-time augmentation `{mode}`: {names['test']} {_pct(result['test_accuracy'])}, macro-F1 "
             f"{_pct(result['test_macro_f1'])}, {names['val']} {_pct(result['val_accuracy'])}"
+            + (f"; FER+ {names['test']} {_pct(result['ferplus_test_accuracy'])}" if "ferplus_test_accuracy" in result else "")
         )
     if standalone and test.get("per_class"):
         lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]

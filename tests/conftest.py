@@ -48,6 +48,21 @@ def fer2013(fer2013_dir):
 
 
 @pytest.fixture(scope="session")
+def fer2013_ferplus(fer2013):
+    """FER2013 with the FER+ votes joined (new Split objects: the shared `fer2013` stays as it is)."""
+    from dataclasses import replace
+
+    import fer.ferplus
+    from fer.config import DEFAULT_FERPLUS_DIR
+
+    if not (DEFAULT_FERPLUS_DIR / "labels.csv").is_file():
+        pytest.skip(f"FER+ votes not found at {DEFAULT_FERPLUS_DIR} (set FERPLUS_DIR); CI has them")
+    data = replace(fer2013, train=replace(fer2013.train), val=replace(fer2013.val), test=replace(fer2013.test))
+    fer.ferplus.attach_votes(data, DEFAULT_FERPLUS_DIR)
+    return data
+
+
+@pytest.fixture(scope="session")
 def shipped_model_dir() -> Path:
     assert (DEFAULT_MODEL_DIR / "model.keras").exists(), f"the shipped model is missing from {DEFAULT_MODEL_DIR}"
     return DEFAULT_MODEL_DIR

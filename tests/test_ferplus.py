@@ -116,6 +116,10 @@ def test_figures_by_hand():
     expected = np.mean([-np.log(0.9), -(0.6 * np.log(0.3) + 0.4 * np.log(0.7)), -np.log(0.5)])
     assert result["cross_entropy"] == pytest.approx(expected, rel=1e-5)
     assert result["faces_with_votes"] == 3
+    # Clear expressions: 8 or more of 10 votes on one emotion other than neutral (only the happy face here).
+    assert result["clear_expressions"] == {"faces": 1, "accuracy": 1.0, "called_neutral": 0.0}
+    probs[0] = [0.0, 0.0, 0.0, 0.4, 0.6, 0.0, 0.0]
+    assert figures(votes, probs)["clear_expressions"] == {"faces": 1, "accuracy": 0.0, "called_neutral": 1.0}
 
 
 def test_votes_file_problems_are_refused_with_a_message(tmp_path):
@@ -150,11 +154,9 @@ def test_every_row_names_an_existing_fer2013_file(ferplus_dir, fer2013_dir):
 
 
 @pytest.mark.fer2013
-def test_join_gives_the_readme_counts_per_split(ferplus_dir, fer2013):
-    from copy import deepcopy
-
-    data = deepcopy(fer2013)
-    assert attach_votes(data, ferplus_dir) == 35_711
+def test_join_gives_the_readme_counts_per_split(fer2013_ferplus):
+    data = fer2013_ferplus
+    assert sum(int((split.votes.sum(axis=1) > 0).sum()) for split in (data.train, data.val, data.test)) == 35_711
     # The README's majority counts (neutral, happiness, surprise, sadness, anger, fear, disgust) per split.
     readme = {
         "train": (10_305, 7_528, 3_564, 3_514, 2_467, 652, 191),
