@@ -91,6 +91,20 @@ def test_the_choice_maximises_the_mean_of_both_accuracies_on_publictest(data):
     assert tau_ferplus > 0 and recomputed["ferplus"] > selection_scores(probs, data.val.labels, data.val.votes)["ferplus"]
 
 
+def test_a_fer2013_floor_keeps_the_choice_above_it(data):
+    rng = np.random.default_rng(9)
+    probs = rng.dirichlet(np.ones(7), len(data.val)).astype(np.float32)
+    unshifted = selection_scores(probs, data.val.labels, data.val.votes)["fer2013"]
+    (free, _), rows = choose_shift([probs], data)
+    floor = unshifted  # no shift meets it by construction
+    (tau_ferplus, tau_balance), floored = choose_shift([probs], data, min_fer2013=floor)
+    assert floored[0]["fer2013"] >= floor
+    assert max(r["selection"] for r in floored if r["fer2013"] >= floor) == floored[0]["selection"]
+    assert floored[0]["selection"] <= rows[0]["selection"]
+    if rows[0]["fer2013"] < floor:  # the free choice broke the floor, so the floored one differs
+        assert (tau_ferplus, tau_balance) != (rows[0]["tau_ferplus"], rows[0]["tau_balance"])
+
+
 def test_write_shifted_records_the_choice_and_refuses_its_own_folder(data, tmp_path):
     from fer.artifacts import MODEL_FILE
     from fer.manifest import write_manifest
