@@ -190,9 +190,12 @@ class ModelArtifacts:
         """The few numbers a visitor wants first (None where the artifacts do not have them)."""
         model = self.metrics.get("model", {})
         test = self.metrics.get("test", {})
+        ferplus = self.metrics.get("ferplus", {}).get("test", {})
         return {
             f"{self.splits['test']} accuracy": test.get("accuracy"),
             "macro-F1": test.get("macro_f1"),
+            # FER+ figures exist only for FER2013's own split; a user's folder has none to miss.
+            **({f"FER+ {self.splits['test']} accuracy": ferplus.get("accuracy")} if self.splits["test"] == "PrivateTest" else {}),
             f"{self.splits['val']} accuracy": self.metrics.get("val", {}).get("accuracy"),
             "parameters": model.get("parameters"),
             "size (MB)": model.get("size_bytes", 0) / 1e6 if model.get("size_bytes") else None,
