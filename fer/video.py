@@ -10,10 +10,12 @@ MP4 (`AnnotatedVideoWriter`).
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import av
+import av.logging
 import numpy as np
 
 from fer import files
@@ -273,9 +276,12 @@ def _open_container(source: VideoSource):
     if empty:  # FFmpeg would only say "Invalid data found when processing input"
         raise InvalidVideoError(f"{name}: the file is empty (0 bytes)")
     try:
-        container = av.open(source if not isinstance(source, os.PathLike) else os.fspath(source), "r")
+        container = av.open(_openable(source), "r")
     except av.FFmpegError as exc:
-        raise InvalidVideoError(f"{name}: not a video file that can be read ({_plain(exc)})") from exc
+        raise InvalidVideoError(f"{name}: not a video file that can be read ({_open_failure(source, exc)})") from exc
+    except UnicodeDecodeError as exc:  # PyAV decodes the container's metadata as UTF-8
+        raise InvalidVideoError(f"{name}: not a video file that can be read (its metadata is damaged: text that is "
+                                "not UTF-8); re-save it as MP4") from exc
     if not container.streams.video:
         has_audio = bool(container.streams.audio)
         container.close()
@@ -292,6 +298,55 @@ def _plain(exc: Exception) -> str:
     """PyAV's error text without the errno prefix and file name it repeats."""
     text = getattr(exc, "strerror", None) or str(exc)
     return text.split(": '", 1)[0]
+
+
+def _openable(source: VideoSource):
+    return os.fspath(source) if isinstance(source, os.PathLike) else source
+
+
+#: FFmpeg log lines that say nothing about the file.
+_LOG_NOISE = ("Statistics:", "If you want to help", "is not implemented. Update your FFmpeg")
+#: FFmpeg's trace of the MP4/MOV box being read: "type:'stts' parent:'stbl' sz: 24 183 663".
+_BOX = re.compile(r"type:'([^']{4})' parent:")
+_logging_lock = threading.Lock()
+
+
+def _open_failure(source: VideoSource, exc: av.FFmpegError) -> str:
+    """Why FFmpeg could not open `source`, in its demuxer's words. Its error code alone misleads: a damaged MP4
+    header (a table claiming 268 M entries) gives "Cannot allocate memory" whatever memory there is. So the
+    file is opened again with FFmpeg's log captured: the warnings and errors it wrote, and for MP4 the last box
+    it read with the last value it traced there."""
+    with _logging_lock:  # the log level is process-wide: one capture at a time, then put back
+        level = av.logging.get_level()
+        av.logging.set_level(av.logging.TRACE)
+        try:
+            with av.logging.Capture() as logs:
+                if hasattr(source, "seek"):
+                    source.seek(0)
+                try:
+                    av.open(_openable(source), "r").close()
+                except Exception:  # the failure being explained
+                    pass
+        finally:
+            av.logging.set_level(level)
+    findings: list[str] = []
+    box = detail = None
+    for log_level, _origin, message in logs:
+        text = " ".join(str(message).split())
+        if not text or any(noise in text for noise in _LOG_NOISE):
+            continue
+        if log_level <= av.logging.WARNING:
+            if text not in findings:
+                findings.append(text[:120])
+        elif (match := _BOX.search(text)) is not None:
+            box, detail = match.group(1), None
+        elif box is not None and " = " in text:
+            detail = text[:80]
+    if box is not None:
+        findings.append(f"in its '{box}' box" + (f", {detail}" if detail else ""))
+    if not findings:
+        return "its header cannot be read" if exc.errno == errno.ENOMEM else _plain(exc)
+    return "the decoder found: " + "; ".join(findings[-3:])
 
 
 def probe_video(source: VideoSource) -> VideoInfo:

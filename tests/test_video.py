@@ -375,6 +375,41 @@ def test_bad_videos_get_clear_messages(tmp_path, astronaut_rgb):
         probe_video(io.BytesIO(b""))
 
 
+def test_a_damaged_mp4_header_is_explained_not_blamed_on_memory(tmp_path, astronaut_rgb):
+    """Issue 41: a time-to-sample table claiming 268 M entries made FFmpeg answer "Cannot allocate memory", which
+    the message passed on. It now says what the decoder found, for a path and for uploaded bytes alike."""
+    data = write_video(tmp_path / "good.mp4", two_faces_frames(astronaut_rgb, 5)).read_bytes()
+    damaged = bytearray(data)
+    entries = data.index(b"stts") + 8  # after the box type and its version and flags
+    damaged[entries:entries + 4] = (0x10000000).to_bytes(4, "big")
+    (tmp_path / "damaged.mp4").write_bytes(damaged)
+    for source in (tmp_path / "damaged.mp4", io.BytesIO(bytes(damaged))):
+        with pytest.raises(InvalidVideoError) as caught:
+            probe_video(source)
+        message = str(caught.value)
+        assert "not a video file that can be read (the decoder found: " in message, message
+        assert "'stts' box" in message and "268435456" in message and "memory" not in message, message
+        assert "\n" not in message
+    with pytest.raises(InvalidVideoError, match="the decoder found: .*'stts' box"):
+        list(read_frames(tmp_path / "damaged.mp4"))
+    assert av.logging.get_level() is None  # FFmpeg's log is quiet again
+
+
+def test_a_container_with_damaged_metadata_text_is_refused_with_a_message(tmp_path):
+    """Metadata that is not UTF-8 made PyAV raise UnicodeDecodeError from av.open, past the video checks."""
+    path = tmp_path / "titled.mp4"
+    with av.open(str(path), "w") as container:
+        container.metadata["title"] = "TITLE-TO-DAMAGE"
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for packet in [*stream.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24")),
+                       *stream.encode()]:
+            container.mux(packet)
+    path.write_bytes(path.read_bytes().replace(b"TITLE-TO-DAMAGE", b"\xff" * 15))
+    with pytest.raises(InvalidVideoError, match="its metadata is damaged"):
+        probe_video(path)
+
+
 def test_uploaded_bytes_are_read_without_a_temporary_file(recognizer, two_faces_video):
     upload = io.BytesIO(two_faces_video.read_bytes())
     assert probe_video(upload).frame_count == 45
