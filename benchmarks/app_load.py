@@ -61,36 +61,47 @@ def visitor_photos(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-async def upload_together(url: str, photos: list[Path], timeout_s: float = 300) -> list[SessionResult]:
-    """One browser session per photo on the upload page; all uploads start together."""
+async def in_browser_sessions(items: list, visit, init_script: str | None = None) -> list:
+    """`await visit(page, item)` for every item at once, each in a browser session of its own (one
+    headless Chromium); the results in the items' order. `init_script` runs in every page first."""
     from playwright.async_api import async_playwright
 
-    barrier = asyncio.Barrier(len(photos))
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
-        async def session(photo: Path) -> SessionResult:
+        async def session(item):
             context = await browser.new_context(viewport={"width": 1280, "height": 1600})
-            page = await context.new_page()
+            if init_script:
+                await context.add_init_script(init_script)
             try:
-                await page.goto(f"{url}/Upload")
-                await page.get_by_text(UPLOAD_READY_TEXT).first.wait_for(timeout=timeout_s * 1000)
-                await barrier.wait()
-                start = time.perf_counter()
-                await page.locator("input[type=file]").first.set_input_files(str(photo))
-                count = page.get_by_test_id("face-count")
-                await count.first.wait_for(timeout=timeout_s * 1000)
-                seconds = time.perf_counter() - start
-                summary = await count.first.locator("xpath=..").inner_text()
-                exceptions = await page.locator("[data-testid='stException']").all_inner_texts()
-                return SessionResult(" ".join(summary.split()), seconds, exceptions)
+                return await visit(await context.new_page(), item)
             finally:
                 await context.close()
 
         try:
-            return await asyncio.gather(*(session(photo) for photo in photos))
+            return await asyncio.gather(*(session(item) for item in items))
         finally:
             await browser.close()
+
+
+async def upload_together(url: str, photos: list[Path], timeout_s: float = 300) -> list[SessionResult]:
+    """One browser session per photo on the upload page; all uploads start together."""
+    barrier = asyncio.Barrier(len(photos))
+
+    async def visit(page, photo: Path) -> SessionResult:
+        await page.goto(f"{url}/Upload")
+        await page.get_by_text(UPLOAD_READY_TEXT).first.wait_for(timeout=timeout_s * 1000)
+        await barrier.wait()
+        start = time.perf_counter()
+        await page.locator("input[type=file]").first.set_input_files(str(photo))
+        count = page.get_by_test_id("face-count")
+        await count.first.wait_for(timeout=timeout_s * 1000)
+        seconds = time.perf_counter() - start
+        summary = await count.first.locator("xpath=..").inner_text()
+        exceptions = await page.locator("[data-testid='stException']").all_inner_texts()
+        return SessionResult(" ".join(summary.split()), seconds, exceptions)
+
+    return await in_browser_sessions(photos, visit)
 
 
 class MemorySampler:

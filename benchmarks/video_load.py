@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import publish
-from benchmarks.app_load import MemorySampler
-from benchmarks.app_server import CHROMIUM, CHROMIUM_ARGS, rss_mb, serve_app
+from benchmarks.app_load import MemorySampler, in_browser_sessions
+from benchmarks.app_server import rss_mb, serve_app
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Visitors x megabytes x seconds: the two scenarios of issue 44.
@@ -112,46 +112,33 @@ class VideoSessionResult:
 async def analyse_together(url: str, videos: list[Path], timeout_s: float = 1800,
                            on_finished=None) -> list[VideoSessionResult]:
     """One browser session per video on the video page: all upload together, then all press
-    "Analyse video" together. `on_finished()` is called once every page shows its results, before
-    the sessions close (to read the server's memory then)."""
-    from playwright.async_api import async_playwright
-
+    "Analyse video" together. Each session calls `on_finished()` once every page shows its results,
+    before any closes (to read the server's memory then)."""
     uploaded, clicked, finished = (asyncio.Barrier(len(videos)) for _ in range(3))
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
-        async def session(video: Path) -> VideoSessionResult:
-            context = await browser.new_context(viewport={"width": 1280, "height": 1600})
-            await context.add_init_script(QUEUE_WATCHER)
-            page = await context.new_page()
-            try:
-                await page.goto(f"{url}/Video")
-                await page.get_by_text("Choose a video above").wait_for(timeout=timeout_s * 1000)
-                await uploaded.wait()
-                start = time.perf_counter()
-                await page.locator("input[type=file]").first.set_input_files(str(video), timeout=timeout_s * 1000)
-                await page.get_by_test_id("video-info").wait_for(timeout=timeout_s * 1000)
-                upload_s = time.perf_counter() - start
-                await clicked.wait()
-                start = time.perf_counter()
-                await page.get_by_role("button", name="Analyse video").click()
-                await page.get_by_test_id("video-done").wait_for(timeout=timeout_s * 1000)
-                result = VideoSessionResult(
-                    " ".join((await page.get_by_test_id("video-done").inner_text()).split()),
-                    await page.evaluate("window.__ferQueue"), upload_s, time.perf_counter() - start,
-                    await page.locator("[data-testid='stException']").all_inner_texts(),
-                )
-                await finished.wait()
-                if on_finished is not None and result is not None:
-                    on_finished()
-                return result
-            finally:
-                await context.close()
+    async def visit(page, video: Path) -> VideoSessionResult:
+        await page.goto(f"{url}/Video")
+        await page.get_by_text("Choose a video above").wait_for(timeout=timeout_s * 1000)
+        await uploaded.wait()
+        start = time.perf_counter()
+        await page.locator("input[type=file]").first.set_input_files(str(video), timeout=timeout_s * 1000)
+        await page.get_by_test_id("video-info").wait_for(timeout=timeout_s * 1000)
+        upload_s = time.perf_counter() - start
+        await clicked.wait()
+        start = time.perf_counter()
+        await page.get_by_role("button", name="Analyse video").click()
+        await page.get_by_test_id("video-done").wait_for(timeout=timeout_s * 1000)
+        result = VideoSessionResult(
+            " ".join((await page.get_by_test_id("video-done").inner_text()).split()),
+            await page.evaluate("window.__ferQueue"), upload_s, time.perf_counter() - start,
+            await page.locator("[data-testid='stException']").all_inner_texts(),
+        )
+        await finished.wait()
+        if on_finished is not None:
+            on_finished()
+        return result
 
-        try:
-            return await asyncio.gather(*(session(video) for video in videos))
-        finally:
-            await browser.close()
+    return await in_browser_sessions(videos, visit, init_script=QUEUE_WATCHER)
 
 
 def scratch_folders(tmp: Path) -> int:

@@ -49,8 +49,8 @@ def server(tmp_path_factory):
 
 def test_more_visitors_than_the_bound_all_finish_and_the_queued_are_told(server, tmp_path, astronaut_rgb):
     url, server_tmp = server
-    frames = two_faces_frames(astronaut_rgb, 90)
-    clips = [write_video(tmp_path / f"visitor_{k}.mp4", frames[:60 + 15 * k]) for k in range(VISITORS)]
+    frames = two_faces_frames(astronaut_rgb, 60)
+    clips = [write_video(tmp_path / f"visitor_{k}.mp4", frames[:30 + 15 * k]) for k in range(VISITORS)]
     recognizer = EmotionRecognizer(DEFAULT_MODEL_DIR, LIVE_BACKEND)  # as the video page runs it
     expected = []
     for clip in clips:
