@@ -24,7 +24,7 @@ import numpy as np
 
 from fer.config import IMAGE_SIZE, MODEL_FILENAME, NUM_CLASSES
 from fer.machine import INT8_DOT_CPU_FLAGS, has_any
-from fer.manifest import ManifestError, verify_model_file
+from fer.manifest import ManifestError, sha256_file, verify_model_file
 from fer.pool import InstancePool
 
 # ONNX Runtime's telemetry would write a device id and an event database under ~/.cache/Microsoft;
@@ -285,8 +285,9 @@ def load_backend(
 
     The file must match the folder's manifest, give finite probabilities and match the known answers its
     `selftest.json` records for this format, else `ModelLoadError`. "auto" and "realtime" then try the next
-    format of their list, and say so through `on_warning` (default: a `ModelLoadWarning`), as it does when
-    neither a manifest nor a self-test can vouch for the file.
+    format of their list, and say so through `on_warning` (default: a `ModelLoadWarning`). It also warns when
+    neither the manifest nor the self-test vouches for the file, and when the file answers as recorded but is
+    not the file the self-test recorded (damage too small to change the answers, or a replacement).
     """
     warn = on_warning or (lambda message: warnings.warn(message, ModelLoadWarning, stacklevel=3))
     model_dir = Path(model_dir)
@@ -316,8 +317,9 @@ def load_backend(
         raise ValueError(f"unknown backend {backend!r}; choose {', '.join([*AUTO_ORDERS, *BACKEND_FILES])}")
     path = model_dir / BACKEND_FILES[backend]
     _check_file(path)
+    digest = sha256_file(path)  # once, for the manifest and the self-test
     try:
-        unchecked = verify_model_file(path)
+        unchecked = verify_model_file(path, digest)
     except ManifestError as exc:
         raise ModelLoadError(str(exc)) from exc
     from fer.selftest import SelfTestError, read_selftest  # here: `python -m fer.selftest` imports this module
@@ -328,15 +330,19 @@ def load_backend(
         raise ModelLoadError(str(exc)) from exc
     loaded = open_model_file(path, backend, threads)
     check_outputs(loaded)
+    if selftest is None or backend not in selftest.answers:
+        if unchecked:  # neither a checksum nor known answers vouch for the file
+            warn(unchecked)
+        return loaded
     try:
-        known = selftest is not None and selftest.check(loaded, backend)
+        doubt = selftest.check(loaded, backend, digest)
     except SelfTestError as exc:
         raise ModelLoadError(str(exc)) from exc
     except Exception as exc:  # a damaged graph can fail in any runtime call
         raise ModelLoadError(f"{path} fails on its self-test faces ({str(exc).splitlines()[0][:200]}); "
                              "the file is damaged: restore or re-export it") from exc
-    if unchecked and not known:  # neither a checksum nor known answers vouch for the file
-        warn(unchecked)
+    if doubt:  # it answers as recorded, but is not the file recorded
+        warn(doubt)
     return loaded
 
 

@@ -87,8 +87,8 @@ def read_manifest(model_dir: Path) -> dict[str, str] | None:
     return entries
 
 
-def verify_model_file(path: Path) -> str | None:
-    """Check one model file against its folder's manifest.
+def verify_model_file(path: Path, digest: str | None = None) -> str | None:
+    """Check one model file against its folder's manifest (`digest`: its sha256, if the caller has it).
 
     Raises `ManifestError` if the file is not listed or its sha256 differs. Returns a warning
     (the file is used, unchecked) when the folder has no manifest, else None.
@@ -103,7 +103,7 @@ def verify_model_file(path: Path) -> str | None:
         raise ManifestError(f"{path.name} is not listed in {path.parent / MANIFEST_FILENAME}, so it may not belong to "
                             f"this model; re-export the model (python -m fer.export {path.parent}) or record the file "
                             f"with python -m fer.manifest {path.parent}")
-    if sha256_file(path) != expected:
+    if (digest or sha256_file(path)) != expected:
         raise ManifestError(f"{path} does not match its sha256 in {MANIFEST_FILENAME}: the file is damaged or was "
                             "replaced; restore it from the original model folder or re-export the model")
     return None
