@@ -137,6 +137,23 @@ def test_a_damaged_model_file_is_refused_by_name(tmp_path, monkeypatch):
         make_detector("blazeface-short-range")  # shipped files are always checked
 
 
+@pytest.mark.parametrize("name", ["haar", "blazeface", "hog"])
+def test_a_downscale_that_leaves_no_room_for_a_face_is_refused(name, astronaut_rgb):
+    """Issue 41: detect_downscale=1e-9 found no face, silently, where 0, 2 and NaN were refused. A downscale is
+    refused when it shrinks the image's shorter side (512 px here) below the smallest face, 8 px."""
+    detector = make_detector(name)
+    for refused in (1e-9, 0.01, 7.9 / 512, 0.0, 2.0, float("nan")):
+        with pytest.raises(ValueError, match="downscale"):
+            detector.detect(astronaut_rgb, refused)
+    with pytest.raises(ValueError, match=r"smaller than a face can be \(8 pixels\); use at least 0.016"):
+        detector.detect(astronaut_rgb, 1e-9)
+    detector.detect(astronaut_rgb, 8 / 512)  # the smallest downscale allowed runs
+    recognizer = EmotionRecognizer(detector=name)
+    with pytest.raises(ValueError, match="smaller than a face can be"):
+        recognizer.predict(astronaut_rgb, color_order="rgb", detect_downscale=1e-9)
+    assert recognizer.predict(astronaut_rgb, color_order="rgb", detect_downscale=0.5)  # the astronaut, still found
+
+
 def test_hog_adds_a_face_the_cascade_misses_and_is_framed_like_it(gray):
     """A face turned 25 degrees in the image plane defeats the upright Haar cascade, not HOG."""
     height, width = gray.shape

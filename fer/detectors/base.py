@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -79,12 +80,20 @@ class DetectorSettings:
 
     def scale_for(self, shape: tuple[int, ...], detector_max_side: int, downscale: float | None = None) -> float:
         """The factor an image of `shape` is shrunk by before scanning: `downscale` if given, else
-        whatever brings its longer side to `max_side` (the detector's own when None; never enlarged)."""
+        whatever brings its longer side to `max_side` (the detector's own when None; never enlarged).
+
+        A `downscale` that shrinks the image's shorter side below the smallest face any setting allows
+        (`MIN_SIZE_RANGE`, 8 px) is refused: no face could be found, and an empty answer would hide why."""
         height, width = shape[:2]
         max_side = detector_max_side if self.max_side is None else self.max_side
         scale = downscale if downscale is not None else min(1.0, max_side / max(height, width))
         if not 0 < scale <= 1.0:
             raise ValueError(f"downscale must be in (0, 1], got {scale}")
+        smallest = self.MIN_SIZE_RANGE[0]
+        if downscale is not None and min(height, width) * scale < smallest:
+            raise ValueError(f"downscale {downscale:g} shrinks this {width}x{height} image to {width * scale:.3g}x"
+                             f"{height * scale:.3g} pixels, smaller than a face can be ({smallest} pixels); use at "
+                             f"least {math.ceil(1000 * smallest / min(height, width)) / 1000:g}")
         return scale
 
 
