@@ -11,6 +11,7 @@ from app_pages.ui import (
     artifacts_for,
     escape_markdown,
     get_recognizer,
+    model_in_words,
     show_headline,
     show_in_the_wild,
     show_live_model,
@@ -18,17 +19,16 @@ from app_pages.ui import (
     show_model_warnings,
 )
 from fer.config import CLASS_NAMES
-from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR, describe
+from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR
 from fer.tta import DEFAULT_TTA, PHOTO_TTA
 
 model_dir = fer.config.PHOTO_MODEL_DIR  # the model that reads photos: its figures lead
 live_dir = fer.config.DEFAULT_MODEL_DIR  # the real-time one, for the live camera and videos
-NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
 
 st.title("Facial expression recognition")
 st.write(
-    f"Find every face in a photo or a live camera stream and read its expression as one of seven emotions: "
-    f"{', '.join(CLASS_NAMES)}. Everything runs on the server's CPU and no image is stored."
+    f"Find every face in a photo, a video file or a live camera stream and read its expression as one of seven "
+    f"emotions: {', '.join(CLASS_NAMES)}. Everything runs on the server's CPU and nothing you send is kept."
 )
 
 for column, page in zip(st.columns(len(PAGES) - 1), PAGES[1:]):
@@ -55,15 +55,10 @@ with figures:
         st.error(escape_markdown(f"The model folder {model_dir} does not exist."))
         st.stop()
     st.subheader(f"The model: {escape_markdown(art.name)}", anchor=False)
-    photo_detector = recognizer.detector.name if recognizer is not None else PHOTO_DETECTOR
-    ensemble = art.config.get("ensemble", {}).get("members")
-    st.write(f"Faces are found in photos with {describe(photo_detector)} (live camera and videos: "
-             f"{describe(LIVE_DETECTOR)})"
-             + (f" and classified by {NUMBER_WORDS.get(len(ensemble), len(ensemble))} compact CNNs whose answers are "
-                "averaged," if ensemble else
-                " and classified by a compact CNN")
-             + " trained from scratch on FER2013 (48x48 grey faces)"
-             + (", then fine-tuned on a folder of labelled photos." if art.splits["test"] != "PrivateTest" else "."))
+    st.write(model_in_words(art))
+    st.caption("How the face detectors and the models were chosen, and everything else tried: `docs/models.md` "
+               "in the project's source. Every figure of each model: the Model report page.")
+    st.page_link(PAGES[-1].script, label=PAGES[-1].title, icon=PAGES[-1].icon)
     split = art.splits
     st.markdown("**On FER2013's test photos**" if split["test"] == "PrivateTest" else "**On its own held-out test photos**")
     show_headline(art, only=(f"{split['test']} accuracy", "macro-F1", f"{split['val']} accuracy"), per_row=3)
@@ -81,7 +76,9 @@ with figures:
     if live_dir != model_dir:
         show_live_model(live_dir)
     size = art.headline()
+    photo_detector = recognizer.detector.name if recognizer is not None else PHOTO_DETECTOR
     details = [f"{size['parameters'] / 1e6:.2f} M parameters" if size["parameters"] else "",
                f"{size['size (MB)']:.1f} MB" if size["size (MB)"] else "",
-               f"inference backend: {recognizer.backend_name}" if recognizer is not None else ""]
+               f"inference backend: {recognizer.backend_name}" if recognizer is not None else "",
+               f"face detectors: {photo_detector} for photos, {LIVE_DETECTOR} for the live camera and videos"]
     st.caption(" · ".join(d for d in details if d))

@@ -9,27 +9,40 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.ui import artifacts_for, emotion_hex, escape_markdown, show_headline, show_in_the_wild, show_missing_figures
-from fer.artifacts import CARD_FILE, MODEL_FILE, list_model_dirs
-from fer.config import CLASS_NAMES, PHOTO_MODEL_DIR
+from app_pages.ui import (
+    artifacts_for,
+    colour_legend,
+    escape_markdown,
+    member_dirs,
+    report_choices,
+    shipped_formats,
+    show_headline,
+    show_in_the_wild,
+    show_missing_figures,
+    training_curves,
+)
+from fer.artifacts import CARD_FILE, list_model_dirs
+from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR
 from fer.report import render_model_card
 
 st.title("Model report")
 
-# This page only reads artifacts, so it lists trial runs kept without their weights too; no page that
-# loads a model is offered them (list_model_dirs' default).
-model_dirs = list_model_dirs(weights=False)
-if not model_dirs:
+# This page only reads artifacts, so it can list trial runs kept without their weights too (behind the
+# switch under the picker); no page that loads a model is offered them (list_model_dirs' default).
+choices = report_choices(list_model_dirs(weights=False), PHOTO_MODEL_DIR, DEFAULT_MODEL_DIR)
+if not choices:
     st.error("No trained model folder found under models/.")
     st.stop()
-names = [p.name for p in model_dirs]
-record_only = {p.name for p in model_dirs if not (p / MODEL_FILE).exists()}
-default = names.index(PHOTO_MODEL_DIR.name) if PHOTO_MODEL_DIR.name in names else 0
-chosen = (st.selectbox("Model", names, index=default, format_func=lambda n: f"{n} (record only)" if n in record_only else n)
-          if len(names) > 1 else names[0])
-art = artifacts_for(model_dirs[names.index(chosen)])
-if chosen in record_only:
-    st.info(escape_markdown(f"{chosen} is a trial run kept for its record: its training curves, figures and model "
+records = [c for c in choices if c.role == "record"]
+listed = [c for c in choices if c.role != "record" or st.session_state.get("report-records")]
+chosen = st.selectbox("Model", listed, format_func=lambda c: c.label, key="report-model") if len(listed) > 1 \
+    else listed[0]
+if records:
+    st.toggle(f"Also list the {len(records)} trial runs kept for their record only (figures and curves, no "
+              "weights)", key="report-records")
+art = artifacts_for(chosen.path)
+if chosen.role == "record":
+    st.info(escape_markdown(f"{art.name} is a trial run kept for its record: its training curves, figures and model "
                             "card are here, its weights are not shipped, so no page can load it."))
 split = art.splits  # FER2013's split names, or a fine-tuned model's own folder parts
 val_label = "validation" if split["val"] == "validation" else f"validation ({split['val']})"
@@ -38,28 +51,27 @@ show_missing_figures(art)
 
 st.header("Training curves")
 history, run_starts = art.full_history()
+members = member_dirs(art)
 if history.get("epoch"):
-    cols = st.columns(2)
-    for col, metric, title in ((cols[0], "accuracy", "Accuracy"), (cols[1], "loss", "Loss")):
-        fig = go.Figure()
-        fig.add_trace(go.Scatter(x=history["epoch"], y=history.get(metric, []), name="train (augmented)", mode="lines+markers"))
-        fig.add_trace(go.Scatter(x=history["epoch"], y=history.get(f"val_{metric}", []), name=val_label,
-                                 mode="lines+markers"))
-        for epoch, run_name in run_starts[1:]:
-            fig.add_vline(x=epoch - 0.5, line_dash="dot", line_color="grey", annotation_text=f"warm restart: {run_name}",
-                          annotation_position="top left")
-        # A fixed range: Plotly otherwise widens the axis to fit the restart labels' text.
-        fig.update_layout(title=title, xaxis_title="epoch", height=350, margin=dict(l=10, r=10, t=40, b=10),
-                          xaxis=dict(range=[0, history["epoch"][-1] + 1]),
-                          yaxis=dict(tickformat=".0%") if metric == "accuracy" else {})
-        col.plotly_chart(fig, width="stretch")
-    if note := art.history_note():
-        st.caption(escape_markdown(note))
-elif members := art.config.get("ensemble", {}).get("members"):
-    st.info(escape_markdown(f"An ensemble is not trained itself: it averages {', '.join(members)}. "
-                            "Pick a member above to see its training curves."))
+    runs, notes = {art.name: (history, run_starts)}, [art.history_note()]
+elif members:
+    member_arts = [artifacts_for(folder) for folder in members]
+    runs = {m.name: m.full_history() for m in member_arts}
+    notes = [f"An ensemble is not trained itself: it averages the probabilities of its {len(members)} nets, each "
+             f"trained on its own. Their curves, one colour each: {val_label} solid, training (augmented) dotted.",
+             *(m.history_note() for m in member_arts)]
 else:
-    st.info("This model folder has no training history (history.json).")
+    runs, notes = {}, []
+    st.info("This model folder has no training history (history.json)"
+            + (f", nor are its ensemble members' folders here ({escape_markdown(', '.join(m))})."
+               if (m := art.config.get("ensemble", {}).get("members")) else "."))
+if runs:
+    accuracy, loss = training_curves(runs, val_label)
+    cols = st.columns(2)
+    cols[0].plotly_chart(accuracy, width="stretch")
+    cols[1].plotly_chart(loss, width="stretch")
+    if note := " ".join(n for n in notes if n):
+        st.caption(escape_markdown(note))
 
 percent = st.column_config.NumberColumn(format="%.1f %%")
 test = art.metrics.get("test", {})
@@ -97,10 +109,9 @@ if splits:
         fig.add_trace(go.Bar(x=list(per_class), y=list(per_class.values()), name=split[split_name]))
     fig.update_layout(barmode="group", height=350, margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(fig, width="stretch")
-    st.caption("Colours of the app's boxes: " + ", ".join(
-        f'<span style="color:{emotion_hex(n)}">■ {n}</span>' for n in CLASS_NAMES), unsafe_allow_html=True)
+    st.caption("Colours of the app's boxes and charts: " + colour_legend(), unsafe_allow_html=True)
 
-formats = art.metrics.get("formats", {})
+formats = shipped_formats(art)
 if formats:
     st.header("Exported formats")
     st.dataframe(
@@ -110,9 +121,6 @@ if formats:
          for name, f in formats.items()],
         width="stretch", hide_index=True, column_config={f"{split['test']} accuracy": percent},
     )
-    if gone := sorted({f["file"] for f in formats.values() if f.get("file") and not (art.path / f["file"]).exists()}):
-        st.caption(escape_markdown(f"Not shipped in this folder, as no page serves them: {', '.join(gone)}. Their "
-                                   "figures were measured before they were left out."))
 
 st.header("Model card")
 st.caption(f"Also in the model folder as {CARD_FILE}, with the tables above.")

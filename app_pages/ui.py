@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import fer.config
-from fer.artifacts import IN_THE_WILD_FIGURES, METRICS_FILE, ModelArtifacts
+from fer.artifacts import IN_THE_WILD_FIGURES, METRICS_FILE, MODEL_FILE, ModelArtifacts
 from fer.backends import FORMAT_NAMES, LIVE_BACKEND, PHOTO_BACKEND, expected_format
 from fer.config import CLASS_NAMES, EMOTION_COLORS
 from fer.images import IMAGE_SUFFIXES, MAX_FILE_BYTES
@@ -258,6 +258,104 @@ def ice_servers() -> list[dict] | None:
 # ---------------------------------------------------------------- home and report pages
 
 
+@dataclass(frozen=True)
+class ReportChoice:
+    """A model folder in the report page's picker: where it is, and what it is to the app."""
+
+    path: Path
+    role: str  # "photos", "live", "both" (photos and live), "member", "other", "record"
+
+    @property
+    def label(self) -> str:
+        name = self.path.name
+        return {"photos": f"{name}: reads photos (upload page)", "live": f"{name}: live camera and video files",
+                "both": f"{name}: the model of every page", "member": f"{name}: one of the photo model's nets",
+                "record": f"{name} (record only)"}.get(self.role, name)
+
+
+def report_choices(model_dirs: Sequence[Path], photo_dir: Path, live_dir: Path) -> list[ReportChoice]:
+    """The report page's models in the order a visitor wants them: those the app serves (photos, then
+    live, even from outside `models/`), the photo model's ensemble members, other folders with weights,
+    then trials kept for their record only (no weights)."""
+    members = set(ModelArtifacts.load(photo_dir).config.get("ensemble", {}).get("members", [])) \
+        if photo_dir.is_dir() else set()
+
+    def role(path: Path) -> str:
+        if path.resolve() == photo_dir.resolve():
+            return "both" if photo_dir.resolve() == live_dir.resolve() else "photos"
+        if path.resolve() == live_dir.resolve():
+            return "live"
+        if not (path / MODEL_FILE).exists():
+            return "record"
+        return "member" if path.name in members else "other"
+
+    order = ("both", "photos", "live", "member", "other", "record")
+    known, served = {p.resolve() for p in model_dirs}, []
+    for path in (photo_dir, live_dir):
+        if path.is_dir() and path.resolve() not in known:
+            known.add(path.resolve())
+            served.append(path)
+    choices = [ReportChoice(path, role(path)) for path in [*served, *model_dirs]]  # served: wherever they live
+    return sorted(choices, key=lambda c: (order.index(c.role), c.path.name))
+
+
+def member_dirs(art: ModelArtifacts) -> list[Path]:
+    """The folders of an ensemble's members that are present beside it (empty for a single net)."""
+    members = art.config.get("ensemble", {}).get("members", [])
+    return [art.path.parent / name for name in members if (art.path.parent / name).is_dir()]
+
+
+def training_curves(runs: dict[str, tuple[dict, list[tuple[int, str]]]], val_label: str) -> tuple[go.Figure, go.Figure]:
+    """Accuracy and loss per epoch of one model, or of several overlaid (an ensemble's members, one colour
+    each: validation solid, training dotted, one legend entry per member). `runs` maps a name to
+    `ModelArtifacts.full_history()`."""
+    import plotly.colors
+
+    figures = []
+    alone = len(runs) == 1
+    palette = plotly.colors.qualitative.Safe  # colour-blind safe, and apart from the emotions' colours
+    for metric, title in (("accuracy", "Accuracy"), ("loss", "Loss")):
+        fig = go.Figure()
+        last = 0
+        for i, (name, (history, run_starts)) in enumerate(runs.items()):
+            epochs = history.get("epoch", [])
+            if not epochs:
+                continue
+            last = max(last, epochs[-1])
+            if alone:
+                fig.add_trace(go.Scatter(x=epochs, y=history.get(metric, []), name="train (augmented)",
+                                         mode="lines+markers"))
+                fig.add_trace(go.Scatter(x=epochs, y=history.get(f"val_{metric}", []), name=val_label,
+                                         mode="lines+markers"))
+                for epoch, run_name in run_starts[1:]:
+                    fig.add_vline(x=epoch - 0.5, line_dash="dot", line_color="grey",
+                                  annotation_text=f"warm restart: {run_name}", annotation_position="top left")
+                continue
+            color = palette[i % len(palette)]
+            fig.add_trace(go.Scatter(x=epochs, y=history.get(metric, []), name=f"{name}: train", mode="lines",
+                                     legendgroup=name, showlegend=False, line=dict(color=color, dash="dot")))
+            fig.add_trace(go.Scatter(x=epochs, y=history.get(f"val_{metric}", []), name=f"{name}: {val_label}",
+                                     mode="lines", legendgroup=name, line=dict(color=color)))
+        # A fixed range: Plotly otherwise widens the axis to fit the restart labels' text.
+        fig.update_layout(title=title, xaxis_title="epoch", height=350 if alone else 440,
+                          margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(range=[0, last + 1]),
+                          yaxis=dict(tickformat=".0%") if metric == "accuracy" else {},
+                          legend={} if alone else dict(orientation="h", yanchor="top", y=-0.22, font=dict(size=11)))
+        figures.append(fig)
+    return figures[0], figures[1]
+
+
+def shipped_formats(art: ModelArtifacts) -> dict[str, dict]:
+    """The exported formats of `metrics.json` whose file is in the folder (members and trials ship fewer)."""
+    return {name: f for name, f in art.metrics.get("formats", {}).items()
+            if isinstance(f, dict) and f.get("file") and (art.path / f["file"]).exists()}
+
+
+def colour_legend() -> str:
+    """The emotions' colours as HTML: a swatch in each colour, the name in the page's own text colour."""
+    return " ".join(f'<span style="color:{emotion_hex(n)}">&#9632;</span>&nbsp;{n}' for n in CLASS_NAMES)
+
+
 def _tiles(figures: Sequence[tuple[str, str]], per_row: int) -> None:
     """Metric tiles, at most `per_row` side by side so that values are never cut short."""
     for start in range(0, len(figures), per_row):
@@ -278,6 +376,25 @@ def show_headline(art: ModelArtifacts, only: Sequence[str] | None = None, per_ro
 
     _tiles([(label, shown(label, value)) for label, value in art.headline().items() if only is None or label in only],
            per_row)
+
+
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def model_in_words(art: ModelArtifacts) -> str:
+    """What the photo model is, for a newcomer: no detector names or tile sizes, the figures from its artifacts."""
+    members = art.config.get("ensemble", {}).get("members") or []
+    nets = (f"{NUMBER_WORDS.get(len(members), len(members))} small neural networks, whose answers are averaged,"
+            if members else "a small neural network")
+    train = art.metrics.get("dataset")
+    for key in ("splits", "train", "per_class"):  # a damaged file may hold anything at any level
+        train = train.get(key) if isinstance(train, dict) else None
+    count = sum(v for v in train.values() if isinstance(v, int)) if isinstance(train, dict) else 0
+    photos = f"{count:,} labelled face photos" if count else "labelled face photos"
+    tuned = art.splits["test"] != "PrivateTest"
+    return (f"A face detector finds each face; then {nets} name its expression. They learnt it from "
+            + (f"FER2013's {photos} and then a folder of labelled photos." if tuned else
+               f"{photos} (the FER2013 dataset): small, grey, mostly front-on faces."))
 
 
 def show_live_model(model_dir: Path | str) -> None:

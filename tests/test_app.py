@@ -93,6 +93,21 @@ def test_home_shows_the_shipped_models_figures_and_picture(shipped_metrics):
     assert not app.error
 
 
+def test_home_says_what_the_app_reads_in_a_newcomers_words(shipped_metrics, photo_model_dir):
+    """Issue 42 §7: the first line left out video files, and the model paragraph spoke of BlazeFace,
+    256 px tiles and Haar cascades."""
+    app = _run("streamlit_app.py")
+    first, model = app.markdown[0].value, next(m.value for m in app.markdown if "face detector finds" in m.value)
+    assert "photo" in first and "video file" in first and "live camera" in first
+    assert not re.search(r"BlazeFace|Haar|cascade|\d+ ?px|tile|48x48", model)
+    training = sum(shipped_metrics["dataset"]["splits"]["train"]["per_class"].values())
+    assert f"{training:,} labelled face photos" in model  # read from metrics.json
+    members = json.loads((photo_model_dir / "train_config.json").read_text()).get("ensemble", {}).get("members")
+    assert ("averaged" in model) == bool(members)
+    assert "docs/models.md" in _text(app)
+    assert [link.proto.page for link in app.get("page_link")].count("Model_report") == 2  # the row, and by the paragraph
+
+
 def test_home_shows_in_the_wild_figures_when_recorded(model_copy):
     metrics = json.loads((model_copy / "metrics.json").read_text())
     metrics["in_the_wild"] = {"accuracy_all": 0.312, "found_rate": 0.62, "accuracy_found": 0.503, "macro_f1": 0.41,
@@ -355,3 +370,54 @@ def test_report_page_shows_the_artifacts_in_percent(shipped_metrics):
     assert f"{weakest.capitalize()} has the weakest PrivateTest recall" in card
     app.radio[0].set_value("row-normalised").run()
     assert not app.exception
+
+
+def test_report_page_leads_with_the_served_models_and_keeps_trials_behind_a_switch(photo_model_dir):
+    """Issue 42 §2: ten folders, four of them "(record only)", in name order; the served models now come
+    first, then the photo model's members, and trials only when asked for."""
+    from fer.artifacts import MODEL_FILE, list_model_dirs
+
+    folders = list_model_dirs(weights=False)
+    records = sorted(p.name for p in folders if not (p / MODEL_FILE).exists())
+    app = _run(REPORT)
+    picker = app.selectbox(key="report-model")
+    names = [option.split(":")[0] for option in picker.options]  # "fer-vgg-ensemble: reads photos (upload page)"
+    assert names[:2] == [fer.config.PHOTO_MODEL_DIR.name, fer.config.DEFAULT_MODEL_DIR.name]
+    assert picker.value.path.name == fer.config.PHOTO_MODEL_DIR.name  # the page opens on the photo model
+    members = json.loads((photo_model_dir / "train_config.json").read_text()).get("ensemble", {}).get("members", [])
+    assert set(names[2:2 + len(members)]) == set(members)
+    assert not set(records) & set(names)
+    if records:
+        app.toggle(key="report-records").set_value(True).run()
+        options = app.selectbox(key="report-model").options
+        assert [o.removesuffix(" (record only)") for o in options[-len(records):]] == records
+        assert all(o.endswith("(record only)") for o in options[-len(records):])
+
+
+def test_report_page_shows_an_ensembles_members_training_curves(photo_model_dir):
+    members = json.loads((photo_model_dir / "train_config.json").read_text()).get("ensemble", {}).get("members")
+    if not members:
+        pytest.skip("the photo model is a single net")
+    app = _run(REPORT)
+    assert not any("Pick a member" in i.value for i in app.info)
+    accuracy = json.loads(app.get("plotly_chart")[0].proto.spec)
+    traces = {trace["name"] for trace in accuracy["data"]}
+    assert {name.split(": ")[0] for name in traces} == set(members)
+    assert all(f"{m}: train" in traces and f"{m}: validation (PublicTest)" in traces for m in members)
+    for trace in accuracy["data"]:
+        member = trace["name"].split(": ")[0]
+        history = json.loads((photo_model_dir.parent / member / "history.json").read_text())["epochs"]
+        key = "accuracy" if trace["name"].endswith("train") else "val_accuracy"
+        assert trace["y"][-1] == pytest.approx(history[key][-1])  # the member's own last epoch, end to end
+
+
+def test_report_page_lists_only_the_exported_formats_in_the_folder(model_copy):
+    metrics = json.loads((model_copy / "metrics.json").read_text())
+    gone = metrics["formats"]["tflite-int8"]["file"]
+    (model_copy / gone).unlink()
+    app = _run(REPORT)
+    formats = app.dataframe[-1].value
+    assert gone not in list(formats["file"])
+    assert sorted(formats["file"]) == sorted(f["file"] for f in metrics["formats"].values() if f["file"] != gone)
+    assert all((model_copy / file).exists() for file in formats["file"])
+    assert "not shipped" not in _text(app)

@@ -149,7 +149,7 @@ def test_fine_tuning_a_model_on_a_small_folder(kaggle_layout, user_folder, tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     name, photo_name, backend, labelled, options = done.stdout.strip().splitlines()[-1].split(" ", 4)
     assert (name, photo_name, backend, labelled) == ("mine", "mine", "keras", "True")  # photos use the user's model too
-    assert "'mine'" in options
+    assert "'mine: the model of every page'" in options
 
 
 def test_re_evaluation_reads_the_folder_as_training_did(tmp_path):
