@@ -499,10 +499,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.csv:
             write_csv(args.out, settings, args.csv)
     except (ValueError, ModelLoadError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(files.one_line(f"error: {exc}"), file=sys.stderr)
         return 2
     print(f"{counts.get('done', 0)} inputs analysed, {counts['faces']} faces; {counts.get('failed', 0)} failed, "
-          f"{counts.get('skipped', 0)} skipped (see {args.out / 'failed.parquet'})", file=sys.stderr)
+          f"{counts.get('skipped', 0)} skipped (see {files.display_name(args.out / 'failed.parquet')})", file=sys.stderr)
     return 1 if counts.get("failed") else 0
 
 

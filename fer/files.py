@@ -13,24 +13,47 @@ class UnreadableInputError(ValueError):
     """An input that cannot be read as it is; the message says why in words a user can act on."""
 
 
+def display_name(path: str | os.PathLike) -> str:
+    """A file name for a line of output: as it is when every character prints, else quoted with escapes
+    (`'a\\nb.jpg'`), so a name holding a newline, a tab, a NUL or bytes that are not UTF-8 can neither split
+    one result into two lines nor pass for another name."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    return text if text.isprintable() else repr(text)
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that does not print escaped (a newline as `\\n`): one line whatever a
+    message quotes. Names in it should come through `display_name` first, which also quotes them."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+#: What a path holding a NUL byte gets: no file system takes one, so no such file can exist.
+NUL_IN_NAME = "the file name holds a NUL byte (\\x00), which no file name can; check how the path was made"
+
+
 def check_regular_file(path: str | os.PathLike, kind: str = "file",
                        error: type[Exception] = UnreadableInputError) -> None:
     """Only regular files are read: a FIFO would block forever and /dev/zero never ends.
 
     Raises `error` naming `kind` (e.g. "video") where a folder was given instead."""
     path = Path(path)
+    name = display_name(path)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError as exc:
-        raise error(f"{path}: no such file") from exc
+        raise error(f"{name}: no such file") from exc
     except OSError as exc:
-        raise error(f"{path}: cannot be read ({exc.strerror})") from exc
+        raise error(f"{name}: cannot be read ({exc.strerror})") from exc
+    except ValueError as exc:  # os.stat: "embedded null byte"
+        raise error(f"{name}: {NUL_IN_NAME}") from exc
     if stat.S_ISDIR(mode):
-        raise error(f"{path}: is a folder, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}")
+        raise error(f"{name}: is a folder, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}")
     if not stat.S_ISREG(mode):
-        raise error(f"{path}: not a regular file (a pipe or a device?)")
+        raise error(f"{name}: not a regular file (a pipe or a device?)")
     if not os.access(path, os.R_OK):
-        raise error(f"{path}: cannot be read (permission denied)")
+        raise error(f"{name}: cannot be read (permission denied)")
 
 
 def read_text_if_present(path: str | os.PathLike) -> str | None:

@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fer.files import NUL_IN_NAME, display_name
+
 #: Pillow format names we decode, judged by content. Everything else is refused unopened.
 IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")
 #: File-name endings of those formats (for upload widgets and folder walks; decoding ignores them).
@@ -178,6 +180,8 @@ def _read_regular_file(path: Path, prefix: str) -> bytes:
         raise InvalidImageError(f"{prefix}permission denied; check that the file is readable") from exc
     except OSError as exc:
         raise InvalidImageError(f"{prefix}cannot read the file ({_reason(exc)})") from exc
+    except ValueError as exc:  # os.stat: "embedded null byte"
+        raise InvalidImageError(f"{prefix}{NUL_IN_NAME}") from exc
     if len(data) > MAX_FILE_BYTES:  # the file grew, or its size was not known (e.g. under /proc)
         raise InvalidImageError(f"{prefix}the file is over the {MAX_FILE_BYTES // 2**20} MB limit; save a smaller copy")
     return data
@@ -286,8 +290,9 @@ def _not_supported(data: bytes) -> str:
 
 
 def _short_name(path: Path) -> str:
-    """The path for messages; very long names are shortened in the middle, so a message stays one line."""
-    text = str(path).replace("\n", " ").replace("\r", " ")
+    """The path for messages, quoted where it holds characters that do not print (`display_name`); very long
+    names are shortened in the middle, so a message stays one line."""
+    text = display_name(path)
     return text if len(text) <= 100 else f"{text[:60]}...{text[-37:]}"
 
 

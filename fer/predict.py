@@ -26,7 +26,7 @@ from fer.backends import AUTO_ORDERS, BACKEND_FILES, LIVE_BACKEND, PHOTO_BACKEND
 from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR, VIDEO_SUFFIXES
 from fer.detectors import PHOTO_DETECTOR, VIDEO_DETECTOR, DetectorSettings, detector_names
 from fer.drawing import reading_order
-from fer.files import Input, check_regular_file, walk_folder
+from fer.files import Input, check_regular_file, display_name, one_line, walk_folder
 from fer.images import IMAGE_SUFFIXES
 from fer.recognition import EmotionRecognizer, Face
 from fer.results import CsvWriter, photo_rows, to_records
@@ -63,7 +63,7 @@ def _folder_inputs(path: Path) -> Iterator[Input]:
     if not images and not unlisted:
         hint = (" (it is a folder, not a video)" if path.suffix.lower() in VIDEO_SUFFIXES else
                 "; name its videos on the command line to analyse them" if videos else "")
-        yield Input(path, "error", f"no images found in {path}{hint}")
+        yield Input(path, "error", f"no images found in {display_name(path)}{hint}")
 
 
 def _folder_file(found: Path) -> Input:
@@ -218,7 +218,7 @@ class Run:
             self.photo_recognizer = recognizers["image"].with_settings(tta=args.tta or PHOTO_TTA)
         if "video" in recognizers:
             self.video_recognizer = recognizers["video"].with_settings(tta=args.tta or DEFAULT_TTA)
-        self.csv_name = STDOUT_NAME if args.csv == "-" else args.csv
+        self.csv_name = STDOUT_NAME if args.csv in ("-", None) else display_name(args.csv)
         try:
             self.csv = CsvWriter(csv_out) if csv_out else None  # writes the header
         except OSError as exc:
@@ -228,8 +228,8 @@ class Run:
         self.quiet = not sys.stderr.isatty()
 
     def report(self, line: str) -> None:
-        """One line on stderr, printed above any progress bar."""
-        tqdm.write(line, file=sys.stderr)
+        """One line on stderr, printed above any progress bar (whatever a message quotes: `one_line`)."""
+        tqdm.write(one_line(line), file=sys.stderr)
 
     def image(self, path: Path) -> None:
         check_regular_file(path, "image")
@@ -244,7 +244,7 @@ class Run:
         from fer.video import Sampling, analyse_video  # PyAV comes with the app's extras, not the core
 
         sampling = Sampling(every=self.args.every, fps=self.args.fps)
-        with tqdm(desc=path.name, unit="frame", leave=False, disable=self.quiet, file=sys.stderr) as bar:
+        with tqdm(desc=display_name(path.name), unit="frame", leave=False, disable=self.quiet, file=sys.stderr) as bar:
             def progress(done: int, expected: int) -> None:
                 bar.total = expected
                 bar.update(done - bar.n)
@@ -283,15 +283,15 @@ class Run:
 
     def fail(self, path: Path, exc: Exception) -> None:
         self.failed += 1
-        message = str(exc) if str(exc).startswith(str(path)) or str(exc).startswith("no images found in ") \
-            else f"{path}: {exc}"
+        name, text = display_name(path), str(exc)
+        message = text if text.startswith(name) or text.startswith("no images found in ") else f"{name}: {text}"
         self.results.append({"path": str(path), "error": message})
         self.report(f"error: {message}")
 
     def skip(self, item: Input) -> None:
         self.skipped += 1
         self.results.append({"path": str(item.path), "skipped": item.reason})
-        self.report(f"skipped: {item.path}: {item.reason}")
+        self.report(f"skipped: {display_name(item.path)}: {item.reason}")
 
 
 def write_stdout(text: str, *, flush: bool = False) -> None:
@@ -307,7 +307,7 @@ def write_stdout(text: str, *, flush: bool = False) -> None:
 
 
 def _image_text(path: Path, faces: list[Face]) -> str:
-    lines = [f"{path}: {len(faces)} face(s)" + ("" if faces else " - try --whole-image for a cropped face")]
+    lines = [f"{display_name(path)}: {len(faces)} face(s)" + ("" if faces else " - try --whole-image for a cropped face")]
     for i, face in enumerate(faces, 1):
         x, y, w, h = face.box
         top3 = sorted(face.probabilities.items(), key=lambda kv: -kv[1])[:3]
@@ -317,7 +317,7 @@ def _image_text(path: Path, faces: list[Face]) -> str:
 
 
 def _video_text(path: Path, result: dict) -> str:
-    lines = [f"{path}: {result['width']}x{result['height']} video, {result['duration_s']:.1f} s; "
+    lines = [f"{display_name(path)}: {result['width']}x{result['height']} video, {result['duration_s']:.1f} s; "
              f"{result['frames_analysed']} frames analysed ({result['sampling']}); {len(result['faces'])} face(s) tracked"]
     for face in result["faces"]:
         lines.append(f"  face {face['face']}: seen {face['seconds_seen']:.1f} s ({face['first_s']:.1f}-"
@@ -354,7 +354,7 @@ def load_recognizers(args: argparse.Namespace, folders: dict[str, Path]) -> dict
                 score_threshold=settings.score_threshold,
             )
         for message in getattr(recognizer, "load_warnings", ()):  # e.g. another model format used instead
-            print(f"warning: {message}", file=sys.stderr)
+            print(one_line(f"warning: {message}"), file=sys.stderr)
     return {kind: loaded[key] for kind, key in wanted.items()}
 
 
@@ -362,19 +362,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     inputs = list(expand_inputs(args.paths))
     if args.csv and args.csv != "-" and any(_same_file(args.csv, path) for path in args.paths):
-        print(f"error: --csv {args.csv} is one of the inputs, which writing the CSV would overwrite; "
+        print(f"error: --csv {display_name(args.csv)} is one of the inputs, which writing the CSV would overwrite; "
               "give another file name", file=sys.stderr)
         return 2
     if sys.stdout is None:  # started with stdout closed (`>&-`): every result would be lost
         print(f"error: cannot write results to {STDOUT_NAME}: it is closed", file=sys.stderr)
         return 1
     for message in ignored_options(args, inputs):
-        print(f"warning: {message}", file=sys.stderr)
+        print(one_line(f"warning: {message}"), file=sys.stderr)
     folders = model_dirs(args, inputs)
     try:
         recognizers = load_recognizers(args, folders)
     except (ModelLoadError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(one_line(f"error: {exc}"), file=sys.stderr)
         return 2
 
     csv_file = None
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             csv_file = open(args.csv, "w", newline="", encoding="utf-8")
         except OSError as exc:
-            print(f"error: cannot write results to {args.csv}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"error: cannot write results to {display_name(args.csv)}: {exc.strerror or exc}", file=sys.stderr)
             return 2
     try:
         run = Run(args, recognizers, sys.stdout if args.csv == "-" else csv_file)
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise OutputError(args.csv, exc) from exc
             write_stdout("", flush=True)
     except OutputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(one_line(f"error: {exc}"), file=sys.stderr)
         if exc.target == STDOUT_NAME:
             _discard_stdout()
         return 1

@@ -266,7 +266,7 @@ def check_app_limits(info: VideoInfo) -> None:
 
 def _open_container(source: VideoSource):
     """av.open with PyAV's errors turned into `InvalidVideoError`; paths must be regular files."""
-    name = str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "upload")
+    name = files.display_name(source if isinstance(source, (str, os.PathLike)) else str(getattr(source, "name", "upload")))
     if isinstance(source, (str, os.PathLike)):
         check_regular_file(source)
         empty = os.path.getsize(source) == 0

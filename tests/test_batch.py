@@ -86,6 +86,15 @@ def test_a_list_file_and_the_csv_option(archive, tmp_path, capsys):
     assert "2 inputs analysed" in capsys.readouterr().err
 
 
+def test_its_lines_on_stderr_quote_a_name_with_a_newline(tmp_path, capsys):
+    """Issue 41: the summary names the results directory; a newline in it must not split the line."""
+    (tmp_path / "notes.md").write_text("not an image")
+    out = tmp_path / "out\nput"
+    assert main([str(tmp_path / "notes.md"), "--out", str(out), "--model", str(DEFAULT_MODEL_DIR)]) == 1  # named: a failure
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == f"0 inputs analysed, 0 faces; 1 failed, 0 skipped (see {str(out / 'failed.parquet')!r})", lines
+
+
 def test_killing_the_driver_loses_only_the_units_in_flight(archive, local_result, tmp_path):
     out = tmp_path / "results"
     command = [sys.executable, "-m", "fer.batch", str(archive), "--out", str(out), "--model", str(DEFAULT_MODEL_DIR),

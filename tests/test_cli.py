@@ -293,3 +293,32 @@ def test_pipes_devices_and_odd_names_fail_alone_in_one_line(shipped_model_dir, p
     assert "Traceback" not in done.stderr and "\r" not in done.stderr
     assert "not a regular file" in errors[0] and "not a regular file" in errors[1]
     assert f"{photo}: 1 face(s)" in done.stdout and f"{video}: 640x480 video" in done.stdout
+
+
+def test_names_with_a_newline_are_quoted_in_every_line(shipped_model_dir, photo, video, tmp_path, capsys):
+    """Issue 41: a file name holding a newline was printed raw, so one result became two lines. Every
+    line-oriented output quotes such a name (Python's escapes); the CSV quotes it as CSV does."""
+    odd = tmp_path / "two\nlines.jpg"
+    odd.write_bytes(photo.read_bytes())
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    notes = folder / "notes\n.txt"
+    notes.write_text("not an image")
+    (folder / "face.jpg").write_bytes(photo.read_bytes())
+    odd_video = tmp_path / "clip\n.mp4"
+    odd_video.write_bytes(video.read_bytes())
+    inputs = [odd, tmp_path / "gone\nmissing.png", folder, odd_video]
+    csv_file = tmp_path / "faces.csv"
+    code = predict.main([*map(str, inputs), "--every", "10", "--csv", str(csv_file), *_model(shipped_model_dir)])
+    assert code == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"{str(odd)!r}: 1 face(s)"
+    assert f"{str(odd_video)!r}: 640x480 video" in out
+    assert all(line.startswith(("'", "  ", str(folder))) for line in out.splitlines()), out  # a result or its faces
+    err_lines = err.splitlines()
+    assert all(line.startswith(("error: ", "warning: ", "skipped")) for line in err_lines), err
+    assert f"error: {str(inputs[1])!r}: no such file" in err_lines
+    assert f"skipped: {str(notes)!r}: not an image" in err_lines
+    with open(csv_file, newline="", encoding="utf-8") as file:
+        assert {row["source"] for row in csv.DictReader(file)} == {str(odd), str(folder / "face.jpg"), str(odd_video)}
+

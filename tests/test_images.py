@@ -101,3 +101,19 @@ def test_float_arrays_convert_in_bands_with_one_scale():
     ramp[1500, 400, 1] = np.nan
     with pytest.raises(InvalidImageError, match="NaN"):
         as_gray(ramp, "rgb")
+
+
+def test_a_path_with_a_nul_byte_is_one_line_naming_it(tmp_path):
+    """Issue 41: os.stat's bare ValueError ("embedded null byte") reached the caller of read_image."""
+    from fer.recognition import EmotionRecognizer
+    from fer.video import InvalidVideoError, probe_video
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "photo.jpg")
+    name = str(tmp_path / "photo.jpg") + "\x00.png"
+    for read, error in ((read_image, InvalidImageError), (EmotionRecognizer().predict, InvalidImageError),
+                        (probe_video, InvalidVideoError)):
+        with pytest.raises(error) as caught:
+            read(name)
+        message = str(caught.value)
+        assert message == f"{name!r}: the file name holds a NUL byte (\\x00), which no file name can; check how the " \
+                          "path was made", message
