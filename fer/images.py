@@ -49,6 +49,9 @@ MAX_DECODED_PIXELS = 16_000_000
 MIN_SIDE = 8
 #: Longer and thinner images are refused: no face fits, and display would shrink them to nothing.
 MAX_ASPECT_RATIO = 50
+#: A JPEG whose bottom rows are this share or more of its picture and nothing but the mid-grey that libjpeg puts
+#: where data ran out is refused as corrupt (`_check_jpeg_data_lasted`).
+MAX_GREY_FILL = 0.9
 #: Arrays are converted to 8-bit grayscale this many elements at a time, so that a large float
 #: array costs only its grayscale copy, not several full-size temporaries.
 _CONVERT_CHUNK_ELEMENTS = 1 << 21
@@ -107,6 +110,7 @@ def decode_image(source: str | os.PathLike | bytes | io.BufferedIOBase) -> Decod
             with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
                 width, height = img.size
                 img = _decode_within_limits(img, data, prefix)
+                _check_jpeg_data_lasted(img, width, height, prefix)
                 if _apply_exif_orientation(img):
                     width, height = height, width
                 return DecodedImage(pil_to_rgb(img), str(img.format or "").upper(), (width, height))
@@ -159,6 +163,8 @@ def _read_source(source) -> tuple[bytes, str]:
 
 def _read_regular_file(path: Path, prefix: str) -> bytes:
     """Read a regular file of at most `MAX_FILE_BYTES`; pipes, devices and folders are refused unread."""
+    if "\x00" in str(path):  # os.stat would raise a bare ValueError ("embedded null byte")
+        raise InvalidImageError(f"{prefix}{NUL_IN_NAME}")
     try:
         info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):
@@ -180,8 +186,6 @@ def _read_regular_file(path: Path, prefix: str) -> bytes:
         raise InvalidImageError(f"{prefix}permission denied; check that the file is readable") from exc
     except OSError as exc:
         raise InvalidImageError(f"{prefix}cannot read the file ({_reason(exc)})") from exc
-    except ValueError as exc:  # os.stat: "embedded null byte"
-        raise InvalidImageError(f"{prefix}{NUL_IN_NAME}") from exc
     if len(data) > MAX_FILE_BYTES:  # the file grew, or its size was not known (e.g. under /proc)
         raise InvalidImageError(f"{prefix}the file is over the {MAX_FILE_BYTES // 2**20} MB limit; save a smaller copy")
     return data
@@ -217,6 +221,24 @@ def _decode_within_limits(img: Image.Image, data: bytes, prefix: str) -> Image.I
         img.close()  # frees the full-size pixels now, not when the caller's `with` ends
         img = small
     return img
+
+
+def _check_jpeg_data_lasted(img: Image.Image, width: int, height: int, prefix: str) -> None:
+    """Refuse a JPEG whose data ran out long before its picture did. libjpeg does not fail there: it decodes
+    every missing block as mid-grey (all its coefficients zero), so a header claiming 10000x11000 over 160x120
+    of data gave a flat grey picture, which whole-image mode then classified. Rows of nothing but 128 from the
+    bottom up are that fill; over `MAX_GREY_FILL` of the picture, it holds (nearly) no image data."""
+    if img.format not in ("JPEG", "MPO") or img.mode not in ("L", "RGB"):
+        return
+    rows = np.asarray(img).reshape(img.height, -1)
+    if not (rows[-1] == 128).all():  # the usual case: one row looked at
+        return
+    grey = (rows == 128).all(axis=1)
+    filled = len(grey) if grey.all() else int(np.argmin(grey[::-1]))
+    if filled > MAX_GREY_FILL * len(grey):
+        raise InvalidImageError(f"{prefix}corrupt or truncated image data: its data runs out after the top "
+                                f"{100 * (1 - filled / len(grey)):.1f} % of its {width}x{height} picture, the rest "
+                                "would be flat grey; re-save the file as JPEG or PNG and try again")
 
 
 def _check_decode_bytes(needed: int, width: int, height: int, per_pixel: int, kind: str, prefix: str) -> None:

@@ -117,3 +117,28 @@ def test_a_path_with_a_nul_byte_is_one_line_naming_it(tmp_path):
         message = str(caught.value)
         assert message == f"{name!r}: the file name holds a NUL byte (\\x00), which no file name can; check how the " \
                           "path was made", message
+
+
+def _claiming(jpeg: bytes, width: int, height: int) -> bytes:
+    """`jpeg` with its frame header (SOF0) claiming another size; the data stays that of the real picture."""
+    at = jpeg.index(b"\xff\xc0") + 5  # marker, length, precision
+    return jpeg[:at] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[at + 4:]
+
+
+def test_a_jpeg_whose_data_runs_out_early_is_corrupt_not_grey(astronaut_rgb):
+    """Issue 41: a header claiming 10000x11000 over 160x120 of data decoded as a flat grey 2500x2750 picture
+    (libjpeg fills what is missing with mid-grey), which whole-image mode then gave an emotion."""
+    from fer.recognition import EmotionRecognizer
+
+    small = _encode(Image.fromarray(astronaut_rgb).resize((160, 120)), "JPEG", quality=90)
+    for width, height in ((10000, 11000), (1000, 1100)):
+        with pytest.raises(InvalidImageError, match=rf"corrupt or truncated image data: its data runs out after the "
+                                                    rf"top \d+\.\d % of its {width}x{height} picture"):
+            read_image(_claiming(small, width, height))
+    with pytest.raises(InvalidImageError, match="corrupt or truncated"):
+        EmotionRecognizer().predict(_claiming(small, 10000, 11000), whole_image=True)
+    assert read_image(small).shape == (120, 160, 3)
+    # A real picture with a mid-grey lower half is no such fill: it decodes.
+    half_grey = astronaut_rgb.copy()
+    half_grey[256:] = 128
+    assert read_image(_encode(Image.fromarray(half_grey), "JPEG", quality=95)).shape == (512, 512, 3)
