@@ -121,12 +121,16 @@ def _store(upload: UploadedFile) -> StoredVideo:
 
 
 def _hand_back(upload: UploadedFile) -> None:
-    """Drop the upload's bytes from Streamlit's memory: its file store, and the buffer that the
-    widget's value (kept until the next run) shares with it."""
+    """Drop the upload's bytes from Streamlit's memory: its file store, and the buffers that share
+    them. The uploader's return value and the widget's value in the session state are two objects
+    (kept until the session's next run ends, which for a queued analysis is long after), so both are
+    closed; with one left open, three 150 MB uploads stayed in memory through the analyses."""
     ctx = get_script_run_ctx()
     if ctx is not None:
         ctx.uploaded_file_mgr.remove_file(ctx.session_id, upload.file_id)
-    upload.close()
+    for value in (upload, st.session_state.get(UPLOAD_KEY)):
+        if isinstance(value, UploadedFile) and value.file_id == upload.file_id:
+            value.close()
 
 
 def forget_video() -> None:

@@ -4,19 +4,22 @@ A server that analyses one video at a time; three sessions upload a short clip e
 "Analyse video" at the same moment (barriers release them). Every page must finish with its own
 clip's result, as the library gives it for that clip alone; the two that had to wait must have been
 told so, with their place, which only moves up. Once the tabs close, their session folders go when
-Streamlit's disconnected-session timeout has passed. Memory under the real 150 MB and 20 MB
-scenarios is measured by `python -m benchmarks.video_load`, not here.
+Streamlit's disconnected-session timeout has passed. And an upload's bytes leave the server's memory
+as soon as the page has them on disk. Memory under the real 150 MB and 20 MB scenarios is measured
+by `python -m benchmarks.video_load`, not here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 
 import pytest
 
 from benchmarks import app_server
+from benchmarks.app_load import in_browser_sessions
 from benchmarks.video_load import analyse_together
 from fer.backends import LIVE_BACKEND
 from fer.config import DEFAULT_MODEL_DIR
@@ -40,15 +43,15 @@ def server(tmp_path_factory):
     env = {"FER_VIDEO_ANALYSES": str(BOUND), "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": str(SESSION_TTL_S),
            "TMPDIR": str(server_tmp)}
     try:
-        with app_server.serve_app(folder / "streamlit.log", env=env) as (url, _pid):
+        with app_server.serve_app(folder / "streamlit.log", env=env) as (url, pid):
             SERVER_LOGS[url] = folder / "streamlit.log"
-            yield url, server_tmp
+            yield url, server_tmp, pid
     except app_server.AppDidNotStart as exc:
         pytest.fail(str(exc))
 
 
 def test_more_visitors_than_the_bound_all_finish_and_the_queued_are_told(server, tmp_path, astronaut_rgb):
-    url, server_tmp = server
+    url, server_tmp, _pid = server
     frames = two_faces_frames(astronaut_rgb, 60)
     clips = [write_video(tmp_path / f"visitor_{k}.mp4", frames[:30 + 15 * k]) for k in range(VISITORS)]
     recognizer = EmotionRecognizer(DEFAULT_MODEL_DIR, LIVE_BACKEND)  # as the video page runs it
@@ -82,3 +85,28 @@ def test_more_visitors_than_the_bound_all_finish_and_the_queued_are_told(server,
     assert not list(server_tmp.glob("fer-video-*")), "the closed sessions' folders were not removed"
     log = SERVER_LOGS[url].read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_an_uploads_bytes_leave_the_servers_memory_once_on_disk(server, tmp_path):
+    """Streamlit would keep them for the whole session (and past it); the page hands them back. A file
+    that is not a video is refused after it was moved, so no analysis muddies the figure."""
+    url, _server_tmp, pid = server
+    upload_mb = 60
+    warmup, big = tmp_path / "warmup.mp4", tmp_path / "big.mp4"
+    warmup.write_bytes(b"not a video" * 100)
+    big.write_bytes(os.urandom(upload_mb << 20))
+
+    async def visit(page, _item) -> tuple[float, float]:
+        await page.goto(f"{url}/Video")
+        await page.get_by_text("Choose a video above").wait_for(timeout=90_000)
+        await page.locator("input[type=file]").first.set_input_files(str(warmup))
+        await page.get_by_text("This video cannot be analysed").wait_for(timeout=90_000)
+        await page.wait_for_timeout(1000)
+        before = app_server.rss_mb(pid)
+        await page.locator("input[type=file]").first.set_input_files(str(big), timeout=90_000)
+        await page.get_by_text("big.mp4: not a video file").wait_for(timeout=90_000)
+        await page.wait_for_timeout(1000)
+        return before, app_server.rss_mb(pid)
+
+    [(before, after)] = asyncio.run(in_browser_sessions([None], visit))
+    assert after - before < upload_mb / 3, f"{before:.0f} MB before the {upload_mb} MB upload, {after:.0f} MB after"
