@@ -175,3 +175,25 @@ def test_emotion_colours_are_legible_on_white_and_under_their_text():
         assert contrast_ratio(rgb, ink_for(rgb)) >= 4.5, name
     assert contrast_ratio((0, 0, 0), (255, 255, 255)) == pytest.approx(21)
     assert ink_for((255, 255, 0)) == (0, 0, 0) and ink_for((0, 0, 128)) == (255, 255, 255)
+
+
+def test_a_tag_that_must_move_away_gets_a_leader_line_to_its_face():
+    """A small face boxed in by four others: no spot beside it is free and its box is too small to hold
+    even "#1", so its tag goes further up, clear of every face, with a line back to its box."""
+    small = (140, 140, 20, 20)
+    around = [(120, 100, 60, 40), (120, 160, 60, 40), (100, 140, 40, 20), (160, 140, 40, 20)]  # above, below, sides
+    boxes = [small, *around]
+    labels = place_labels(boxes, [f"#{i}" for i in range(1, 6)], (300, 300))
+    tag = labels[0]
+    assert all(_overlap(tag.rect, box) == 0 for box in around)
+    gap_above = small[1] - (tag.rect[1] + tag.rect[3])
+    assert gap_above > 0 or tag.rect[1] > small[1] + small[3]  # moved away from its box
+    image = np.zeros((300, 300, 3), np.uint8)
+    faces = [_face(box, label="surprise") for box in boxes]
+    out = draw_faces(image, faces, numbers=range(1, 6))
+    colour = np.array(EMOTION_COLORS["surprise"])
+    x = tag.rect[0] + tag.rect[2] // 2
+    between = range(tag.rect[1] + tag.rect[3] + 1, small[1]) if gap_above > 0 else range(small[1] + small[3] + 1,
+                                                                                           tag.rect[1])
+    on_line = [np.abs(out[y, x - 1:x + 2].astype(int) - colour).sum(axis=1).min() < 60 for y in between]
+    assert on_line and np.mean(on_line) > 0.8  # the leader line runs from the tag to the box
