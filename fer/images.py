@@ -49,8 +49,8 @@ MAX_DECODED_PIXELS = 16_000_000
 MIN_SIDE = 8
 #: Longer and thinner images are refused: no face fits, and display would shrink them to nothing.
 MAX_ASPECT_RATIO = 50
-#: A JPEG whose bottom rows are this share or more of its picture and nothing but the mid-grey that libjpeg puts
-#: where data ran out is refused as corrupt (`_check_jpeg_data_lasted`).
+#: A JPEG whose bottom rows, over this share of its picture, are nothing but the mid-grey (128) that libjpeg puts
+#: where data ran out is refused as corrupt (`_check_jpeg_data_lasted`); so is a JPEG of that grey alone.
 MAX_GREY_FILL = 0.9
 #: Arrays are converted to 8-bit grayscale this many elements at a time, so that a large float
 #: array costs only its grayscale copy, not several full-size temporaries.
