@@ -1,7 +1,6 @@
 """What the video page keeps per visitor, and where: as little as possible in memory.
 
-Streamlit holds an upload's bytes in memory for the whole session (and, for a closed browser tab,
-for as long as it keeps the session: it never frees them when the session expires). The page
+Streamlit holds an upload's bytes in memory for the whole session (`app_pages.uploads`). The page
 therefore moves each new upload into the visitor's `fer.serving.ScratchFolder` at once and hands
 the bytes back; the analysis reads the file from disk and writes the annotated copy beside it.
 The session state holds paths and the analysis (faces and timelines, a few MB at most), never a
@@ -17,9 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
+from app_pages.uploads import hand_back
 from fer.serving import ScratchFolder, save_stream
 from fer.video import InvalidVideoError, VideoAnalysis, VideoInfo, check_app_limits, probe_video
 
@@ -94,7 +93,7 @@ def current_video(upload: UploadedFile | None) -> StoredVideo | None:
     if upload is not None and (stored is None or stored.file_id != upload.file_id):
         return _store(upload)
     if upload is not None:  # the same file's bytes again (a test harness re-sends them): not kept either
-        _hand_back(upload)
+        hand_back(upload, UPLOAD_KEY)
     # The uploader's file, even once its bytes are gone: None only when the visitor removed it.
     file_id = getattr(st.session_state.get(UPLOAD_KEY), "file_id", None)
     if stored is not None and stored.file_id == file_id and stored.path.exists():
@@ -108,7 +107,7 @@ def _store(upload: UploadedFile) -> StoredVideo:
     folder = scratch()
     path = folder.file(UPLOAD_FILE + Path(upload.name).suffix.lower())
     save_stream(upload, path)
-    _hand_back(upload)
+    hand_back(upload, UPLOAD_KEY)
     stored = StoredVideo(upload.file_id, upload.name, path)
     try:
         info = probe_video(path)
@@ -118,19 +117,6 @@ def _store(upload: UploadedFile) -> StoredVideo:
         stored = replace(stored, error=stored.reason(exc))
     st.session_state[_VIDEO] = stored
     return stored
-
-
-def _hand_back(upload: UploadedFile) -> None:
-    """Drop the upload's bytes from Streamlit's memory: its file store, and the buffers that share
-    them. The uploader's return value and the widget's value in the session state are two objects
-    (kept until the session's next run ends, which for a queued analysis is long after), so both are
-    closed; with one left open, three 150 MB uploads stayed in memory through the analyses."""
-    ctx = get_script_run_ctx()
-    if ctx is not None:
-        ctx.uploaded_file_mgr.remove_file(ctx.session_id, upload.file_id)
-    for value in (upload, st.session_state.get(UPLOAD_KEY)):
-        if isinstance(value, UploadedFile) and value.file_id == upload.file_id:
-            value.close()
 
 
 def forget_video() -> None:

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from benchmarks import app_server
-from benchmarks.app_load import in_browser_sessions
+from benchmarks.app_load import MemorySampler, in_browser_sessions
 from benchmarks.video_load import analyse_together
 from fer.backends import LIVE_BACKEND
 from fer.config import DEFAULT_MODEL_DIR
@@ -88,8 +88,9 @@ def test_more_visitors_than_the_bound_all_finish_and_the_queued_are_told(server,
 
 
 def test_an_uploads_bytes_leave_the_servers_memory_once_on_disk(server, tmp_path):
-    """Streamlit would keep them for the whole session (and past it); the page hands them back. A file
-    that is not a video is refused after it was moved, so no analysis muddies the figure."""
+    """Streamlit would keep them for the whole session (and past it), and a second copy for each run
+    of the page; the bytes are held once, and handed back at once. A file that is not a video is
+    refused after it was moved, so no analysis muddies the figures."""
     url, _server_tmp, pid = server
     upload_mb = 60
     warmup, big = tmp_path / "warmup.mp4", tmp_path / "big.mp4"
@@ -103,10 +104,13 @@ def test_an_uploads_bytes_leave_the_servers_memory_once_on_disk(server, tmp_path
         await page.get_by_text("This video cannot be analysed").wait_for(timeout=90_000)
         await page.wait_for_timeout(1000)
         before = app_server.rss_mb(pid)
-        await page.locator("input[type=file]").first.set_input_files(str(big), timeout=90_000)
-        await page.get_by_text("big.mp4: not a video file").wait_for(timeout=90_000)
-        await page.wait_for_timeout(1000)
-        return before, app_server.rss_mb(pid)
+        with MemorySampler(pid, every_s=0.02) as memory:
+            await page.locator("input[type=file]").first.set_input_files(str(big), timeout=90_000)
+            await page.get_by_text("big.mp4: not a video file").wait_for(timeout=90_000)
+            await page.wait_for_timeout(1000)
+        return before, memory.peak, app_server.rss_mb(pid)
 
-    [(before, after)] = asyncio.run(in_browser_sessions([None], visit))
-    assert after - before < upload_mb / 3, f"{before:.0f} MB before the {upload_mb} MB upload, {after:.0f} MB after"
+    [(before, peak, after)] = asyncio.run(in_browser_sessions([None], visit))
+    figures = f"{before:.0f} MB before the {upload_mb} MB upload, {peak:.0f} MB at the peak, {after:.0f} MB after"
+    assert peak - before < 1.5 * upload_mb, f"held twice at once (Streamlit's copy per run): {figures}"
+    assert after - before < upload_mb / 3, f"still held: {figures}"
