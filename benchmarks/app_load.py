@@ -117,6 +117,10 @@ class MemorySampler:
             self.peak = max(self.peak, rss_mb(self.pid))
             self._stop.wait(self.every_s)
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def __enter__(self) -> MemorySampler:
         self._thread.start()
         return self

@@ -109,11 +109,12 @@ class VideoSessionResult:
         return int(match.group(1)) if match else -1
 
 
-async def analyse_together(url: str, videos: list[Path], timeout_s: float = 1800,
+async def analyse_together(url: str, videos: list[Path], timeout_s: float = 1800, on_analysing=None,
                            on_finished=None) -> list[VideoSessionResult]:
     """One browser session per video on the video page: all upload together, then all press
-    "Analyse video" together. Each session calls `on_finished()` once every page shows its results,
-    before any closes (to read the server's memory then)."""
+    "Analyse video" together. Each session calls `on_analysing()` once every upload is in, just
+    before its click, and `on_finished()` once every page shows its results, before any closes (to
+    read the server's memory then)."""
     uploaded, clicked, finished = (asyncio.Barrier(len(videos)) for _ in range(3))
 
     async def visit(page, video: Path) -> VideoSessionResult:
@@ -125,6 +126,8 @@ async def analyse_together(url: str, videos: list[Path], timeout_s: float = 1800
         await page.get_by_test_id("video-info").wait_for(timeout=timeout_s * 1000)
         upload_s = time.perf_counter() - start
         await clicked.wait()
+        if on_analysing is not None:
+            on_analysing()
         start = time.perf_counter()
         await page.get_by_role("button", name="Analyse video").click()
         await page.get_by_test_id("video-done").wait_for(timeout=timeout_s * 1000)
@@ -165,10 +168,18 @@ def run_scenario(scenario: Scenario, folder: Path, ttl_s: float, env: dict[str, 
         time.sleep(ttl_s + 10)  # the warm-up session's own timeout
         before = rss_mb(pid)
         finished_rss: list[float] = []
+        analysing = MemorySampler(pid)  # from the first click on: the analyses' share of the peak
+
+        def start_analysing() -> None:
+            if not analysing.running:
+                analysing.__enter__()
+
         started = time.perf_counter()
         with MemorySampler(pid) as memory:
-            results = asyncio.run(analyse_together(url, [video] * scenario.visitors,
+            results = asyncio.run(analyse_together(url, [video] * scenario.visitors, on_analysing=start_analysing,
                                                    on_finished=lambda: finished_rss.append(rss_mb(pid))))
+        if analysing.running:
+            analysing.__exit__()
         wall = time.perf_counter() - started
         time.sleep(5)
         closed = rss_mb(pid)
@@ -177,6 +188,7 @@ def run_scenario(scenario: Scenario, folder: Path, ttl_s: float, env: dict[str, 
         left = scratch_folders(server_tmp)
     row = {
         "scenario": scenario, "size_mb": video.stat().st_size / 1e6, "before": before, "peak": memory.peak,
+        "peak_analysing": analysing.peak,
         "finished": max(finished_rss) if finished_rss else float("nan"), "closed": closed, "settled": settled,
         "frames": [r.frames for r in results], "faces": [r.faces for r in results],
         "queued": sum(bool(r.queue) for r in results), "exceptions": sum(len(r.exceptions) for r in results),
@@ -211,20 +223,21 @@ def main(argv: list[str] | None = None) -> int:
         "server of its own; every session opens the video page in headless Chromium, a barrier releases all "
         "uploads at once and then all clicks on \"Analyse video\". The files are 1080p H.264, 30 frames a second, "
         "two faces. Chromium shares the cores with the server. \"Before\" is the server's resident memory "
-        "once a short warm-up video has been analysed and its session has timed out; \"after the timeout\" is "
+        "once a short warm-up video has been analysed and its session has timed out; \"peak while analysing\" is "
+        "from the first click on, when every upload is on the server; \"after the timeout\" is "
         f"{args.ttl:.0f} s (`server.disconnectedSessionTTL`) + 10 s after the sessions closed.",
         "",
-        "| visitors at once | file each | RSS before (MB) | peak (MB) | after the pages finished | after the sessions "
-        "closed | after the timeout | frames, faces per page | pages told they were queued | exceptions | "
-        "slowest page (s) | session folders left |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| visitors at once | file each | RSS before (MB) | peak (MB) | peak while analysing | after the pages "
+        "finished | after the sessions closed | after the timeout | frames, faces per page | pages told they were "
+        "queued | exceptions | slowest page (s) | session folders left |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s = r["scenario"]
         pages = sorted(set(zip(r["frames"], r["faces"])))
         lines.append(
             f"| {s.visitors} | {r['size_mb']:.0f} MB, {s.seconds:g} s | {r['before']:.0f} | **{r['peak']:.0f}** | "
-            f"{r['finished']:.0f} | {r['closed']:.0f} | **{r['settled']:.0f}** | "
+            f"{r['peak_analysing']:.0f} | {r['finished']:.0f} | {r['closed']:.0f} | **{r['settled']:.0f}** | "
             f"{'; '.join(f'{f} frames, {n} faces' for f, n in pages)} ({s.visitors} pages) | {r['queued']} | "
             f"{r['exceptions']} | {r['slowest_s']:.0f} | {r['scratch_left']} |"
         )
