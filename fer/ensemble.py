@@ -23,8 +23,9 @@ import keras
 
 from fer.artifacts import ARCHITECTURE_FILE, CONFIG_FILE, MODEL_FILE, TRAINING_FILE, write_json
 from fer.backends import ModelLoadError, load_backend, open_model_file
-from fer.config import DEFAULT_DATA_DIR, IMAGE_SIZE, split_names
+from fer.config import DEFAULT_DATA_DIR, DEFAULT_FERPLUS_DIR, IMAGE_SIZE, split_names
 from fer.data import Dataset, load_dataset
+from fer.ferplus import majority_labels
 from fer.manifest import ManifestError, verify_model_file, write_manifest
 from fer.selftest import write_selftest
 
@@ -102,7 +103,9 @@ def members_hardware(member_dirs: list[Path], trainings: list[dict]) -> str:
 
 def compare_combinations(member_dirs: list[Path], data: Dataset) -> list[dict]:
     """Validation and test accuracy of each member alone and of the mean of every combination of members
-    (single centre crop), best on validation first: each member predicts each split once."""
+    (single centre crop), best on validation first: each member predicts each split once. With FER+ votes
+    joined to the data, also the FER+ majority accuracies, and "best" is the mean of the two label sets'
+    validation accuracies (what `fer.train` selects FER+ runs on)."""
     member_dirs = [Path(d) for d in member_dirs]
     if len(member_dirs) < 2:
         raise ValueError(f"comparing ensembles needs at least two models, got {len(member_dirs)}")
@@ -113,14 +116,24 @@ def compare_combinations(member_dirs: list[Path], data: Dataset) -> list[dict]:
         backend = load_backend(d, "keras")
         probabilities[d] = {name: predict_split(backend, split) for name, split in (("val", data.val), ("test", data.test))}
     labels = {"val": data.val.labels, "test": data.test.labels}
+    with_votes = data.val.votes is not None and data.test.votes is not None
+    majority = {name: majority_labels(getattr(data, name).votes) for name in ("val", "test")} if with_votes else {}
     rows = []
     for size in range(1, len(member_dirs) + 1):
         for combo in itertools.combinations(member_dirs, size):
-            accuracy = {name: float((sum(probabilities[d][name] for d in combo).argmax(1) == labels[name]).mean())
-                        for name in ("val", "test")}
-            rows.append({"members": [d.name for d in combo], "val_accuracy": accuracy["val"],
-                         "test_accuracy": accuracy["test"]})
-    return sorted(rows, key=lambda row: -row["val_accuracy"])
+            predicted = {name: sum(probabilities[d][name] for d in combo).argmax(1) for name in ("val", "test")}
+            row = {"members": [d.name for d in combo],
+                   **{f"{name}_accuracy": float((predicted[name] == labels[name]).mean()) for name in ("val", "test")}}
+            for name, truth in majority.items():
+                kept = truth >= 0
+                row[f"ferplus_{name}_accuracy"] = float((predicted[name][kept] == truth[kept]).mean())
+            rows.append(row)
+    return sorted(rows, key=lambda row: -selection_figure(row))
+
+
+def selection_figure(row: dict) -> float:
+    """What a combination is chosen by: PublicTest accuracy, or with FER+ figures the mean of both label sets'."""
+    return (row["val_accuracy"] + row["ferplus_val_accuracy"]) / 2 if "ferplus_val_accuracy" in row else row["val_accuracy"]
 
 
 def render_comparison(rows: list[dict], layout: str | None = None) -> str:
@@ -132,9 +145,16 @@ def render_comparison(rows: list[dict], layout: str | None = None) -> str:
         + " --compare FILE`: the mean of each combination's probabilities, single centre crop, "
         f"best on {names['val']} (the selection split) first; {names['test']} is for the record only.",
         "",
-        f"| members | {names['val']} accuracy | {names['test']} accuracy |",
-        "|---|---|---|",
     ]
+    if rows and "ferplus_val_accuracy" in rows[0]:
+        lines[2] += (" With FER+ votes, combinations are ranked by the mean of the FER2013 and FER+ majority "
+                     f"accuracies on {names['val']}.")
+        lines += [f"| members | {names['val']} FER2013 / FER+ / mean | {names['test']} FER2013 / FER+ |", "|---|---|---|"]
+        lines += [f"| {' + '.join(r['members'])} | {100 * r['val_accuracy']:.2f} % / {100 * r['ferplus_val_accuracy']:.2f} % "
+                  f"/ {100 * selection_figure(r):.2f} % | {100 * r['test_accuracy']:.2f} % / "
+                  f"{100 * r['ferplus_test_accuracy']:.2f} % |" for r in rows]
+        return "\n".join(lines) + "\n"
+    lines += [f"| members | {names['val']} accuracy | {names['test']} accuracy |", "|---|---|---|"]
     lines += [f"| {' + '.join(r['members'])} | {100 * r['val_accuracy']:.2f} % | {100 * r['test_accuracy']:.2f} % |"
               for r in rows]
     return "\n".join(lines) + "\n"
@@ -148,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--compare", type=Path, metavar="FILE.md",
                         help="score every combination of the models on the selection split and write the table")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FER2013 folder or fer2013.csv")
+    parser.add_argument("--ferplus", type=Path, default=DEFAULT_FERPLUS_DIR,
+                        help="FER+ votes: --compare then ranks by both label sets (skipped when absent)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json")
     args = parser.parse_args(argv)
     if args.out is not None and any(args.out.resolve() == member.resolve() for member in args.members):
@@ -155,15 +177,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.compare is not None:
             data = load_dataset(args.data)
+            if data.layout == "fer2013-folders":
+                from fer.evaluate import with_ferplus
+
+                with_ferplus(data, args.ferplus)  # FER2013 alone when the votes are absent or name other files
             text = render_comparison(compare_combinations(args.members, data), data.layout)
             args.compare.write_text(text)
             print(text, end="")
             return 0
         ensemble_dirs(args.members, args.out)
         if not args.no_evaluate:
-            from fer.evaluate import evaluate_model_dir
+            from fer.evaluate import evaluate_model_dir, with_ferplus
 
             data = load_dataset(args.data)
+            if data.layout == "fer2013-folders":
+                with_ferplus(data, args.ferplus)
             metrics = evaluate_model_dir(args.out, data, wild=False)  # fer.evaluate adds the in-the-wild section
             print(f"{args.out}: PrivateTest accuracy {metrics['test']['accuracy']:.4f}, "
                   f"PublicTest accuracy {metrics['val']['accuracy']:.4f}")

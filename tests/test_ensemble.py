@@ -115,3 +115,28 @@ def test_compare_scores_every_combination_against_its_own_mean(two_runs, kaggle_
     assert f"| run1 + run2 | {100 * pair['val_accuracy']:.2f} % |" in table.read_text()
     assert ensemble_cli.main([str(two_runs[0]), "--compare", str(tmp_path / "x.md"), "--data", str(kaggle_layout)]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+def test_compare_with_ferplus_votes_ranks_by_both_label_sets(two_runs, kaggle_layout, tmp_path, capsys):
+    from fer.data import load_dataset
+    from fer.ferplus import attach_votes, majority_labels
+    from tests.test_ferplus import write_votes_for
+
+    ferplus = kaggle_layout.parent / "ferplus"  # the module's data: written once
+    if not ferplus.exists():
+        write_votes_for(kaggle_layout)
+    table = tmp_path / "compare.md"
+    assert ensemble_cli.main([*map(str, two_runs), "--compare", str(table), "--data", str(kaggle_layout),
+                              "--ferplus", str(ferplus)]) == 0
+    data = load_dataset(kaggle_layout)
+    attach_votes(data, ferplus)
+    rows = ensemble_cli.compare_combinations(two_runs, data)
+    means = [(r["val_accuracy"] + r["ferplus_val_accuracy"]) / 2 for r in rows]
+    assert means == sorted(means, reverse=True)
+    pixels = data.val.images[..., None].astype(np.float32)
+    mean = sum(load_backend(run, "keras").predict(pixels) for run in two_runs)
+    truth = majority_labels(data.val.votes)
+    kept = truth >= 0
+    pair = next(r for r in rows if len(r["members"]) == 2)
+    assert pair["ferplus_val_accuracy"] == pytest.approx(float((mean.argmax(1)[kept] == truth[kept]).mean()))
+    assert "ranked by the mean of the FER2013 and FER+ majority accuracies" in table.read_text()

@@ -179,6 +179,18 @@ def test_join_gives_the_readme_counts_per_split(fer2013_ferplus):
     assert all(f"/{CLASS_NAMES[label]}/" in str(f) for f, label in zip(data.test.files[:50], data.test.labels[:50]))
 
 
+def test_attach_refuses_votes_that_name_few_of_the_files(kaggle_layout, tmp_path):
+    from fer.data import load_dataset
+
+    ferplus = write_votes_for(kaggle_layout)
+    data = load_dataset(kaggle_layout)
+    table = (ferplus / "labels.csv").read_text().splitlines()
+    (ferplus / "labels.csv").write_text("\n".join(table[:3]) + "\n")  # two of 70 files
+    with pytest.raises(DatasetError, match="not for this dataset"):
+        attach_votes(data, ferplus)
+    assert data.test.votes is None and data.train.votes is None  # nothing half-joined
+
+
 def test_attach_refuses_a_dataset_without_file_names(tmp_path):
     from fer.data import Dataset
 

@@ -69,3 +69,30 @@ def test_two_models_are_shipped_and_the_photo_model_is_the_more_accurate(shipped
     realtime = json.loads((shipped_model_dir / "metrics.json").read_text())["test"]["accuracy"]
     photo = json.loads((photo_model_dir / "metrics.json").read_text())["test"]["accuracy"]
     assert photo_model_dir != shipped_model_dir and photo > realtime
+
+
+# ---------------------------------------------------------------- FER+ labels (ten votes a face)
+
+
+@pytest.fixture(scope="module")
+def fresh_ferplus(keras_backend, fer2013_ferplus):
+    """The FER+ figures of a fresh single-crop evaluation on PrivateTest."""
+    from fer.ferplus import figures
+
+    return figures(fer2013_ferplus.test.votes, predict_split(keras_backend, fer2013_ferplus.test))
+
+
+def test_ferplus_figures_in_metrics_json_match_a_fresh_evaluation(model_dir, fresh_ferplus):
+    stored = json.loads((model_dir / "metrics.json").read_text())["ferplus"]["test"]
+    assert stored["images"] == fresh_ferplus["images"] == 3517  # the majority protocol's PrivateTest faces
+    for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+        assert abs(stored[key] - fresh_ferplus[key]) <= 0.001, key
+    assert stored["cross_entropy"] == pytest.approx(fresh_ferplus["cross_entropy"], rel=0.002)
+    assert stored["clear_expressions"]["faces"] == fresh_ferplus["clear_expressions"]["faces"]
+    assert abs(stored["clear_expressions"]["called_neutral"] - fresh_ferplus["clear_expressions"]["called_neutral"]) <= 0.003
+
+
+def test_each_shipped_model_says_which_labels_it_learned_from(model_dir):
+    stored = json.loads((model_dir / "metrics.json").read_text())
+    assert "FER+" in stored["labels"] and "FER2013" in stored["labels"]
+    assert f"Learned from: {stored['labels']}." in (model_dir / "MODEL_CARD.md").read_text()
