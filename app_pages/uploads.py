@@ -42,11 +42,13 @@ def share_uploaded_bytes() -> None:
 def hand_back(upload: UploadedFile, widget_key: str) -> None:
     """Drop an upload's bytes from the server's memory: Streamlit's file store, the page's value and
     the widget's value in the session state (two objects, kept until the session's next run ends,
-    which for a queued analysis is long after). The uploader then returns None for it, though the
-    browser still shows the file; `st.session_state[widget_key].file_id` still names it."""
+    which for a queued analysis is long after). Both are emptied rather than closed, so that whatever
+    still reads them gets no bytes instead of an error. The uploader then returns None for the file,
+    though the browser still shows it; `st.session_state[widget_key].file_id` still names it."""
     ctx = get_script_run_ctx()
     if ctx is not None:
         ctx.uploaded_file_mgr.remove_file(ctx.session_id, upload.file_id)
     for value in (upload, st.session_state.get(widget_key)):
-        if isinstance(value, UploadedFile) and value.file_id == upload.file_id:
-            value.close()
+        if isinstance(value, UploadedFile) and value.file_id == upload.file_id and not value.closed:
+            value.seek(0)
+            value.truncate()

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from app_pages.uploads import hand_back
@@ -67,22 +69,33 @@ def scratch() -> ScratchFolder:
     folder = st.session_state.get(_SCRATCH)
     if folder is None or folder.closed:
         folder = st.session_state[_SCRATCH] = ScratchFolder(prefix="fer-video-")
-    _while_connected(str(folder.path), folder)
+    ctx = get_script_run_ctx()
+    _while_connected(str(folder.path), folder, ctx.session_id if ctx else "")
     return folder
 
 
-def _remove_when_session_expires(folder: ScratchFolder) -> None:
-    folder.close_after(st.get_option("server.disconnectedSessionTTL"))
+@dataclass(frozen=True)
+class _Presence:
+    folder: ScratchFolder
+    session_id: str
+
+    def connected(self) -> bool:
+        return runtime.exists() and runtime.get_instance().is_active_session(self.session_id)
 
 
-@st.cache_resource(scope="session", on_release=_remove_when_session_expires, show_spinner=False)
-def _while_connected(path: str, _folder: ScratchFolder) -> ScratchFolder:
-    """Streamlit drops a session's cache when its browser disconnects, calling `on_release`: the
-    folder is then removed once the session has expired. A reconnected session's next run of the
-    page caches the folder again, cancelling the removal. (Streamlit itself does not tell when a
+def _remove_once_gone(presence: _Presence) -> None:
+    presence.folder.close_after(st.get_option("server.disconnectedSessionTTL"), still_here=presence.connected)
+
+
+@st.cache_resource(scope="session", on_release=_remove_once_gone, show_spinner=False)
+def _while_connected(path: str, _folder: ScratchFolder, _session_id: str) -> _Presence:
+    """Streamlit drops a session's cache when its browser disconnects, calling `on_release`: the folder
+    then goes once the session has been disconnected for as long as Streamlit keeps a closed session.
+    A browser that reconnects is not rerun, so the session's connection is asked too; a run of the
+    page caches the folder again, cancelling the removal. (Streamlit itself says nothing when a
     closed session expires, and keeps its state until another session disconnects.)"""
     _folder.keep()
-    return _folder
+    return _Presence(_folder, _session_id)
 
 
 def current_video(upload: UploadedFile | None) -> StoredVideo | None:

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -148,9 +149,13 @@ class AnalysisQueue:
 VIDEO_ANALYSES = AnalysisQueue(video_analysis_limit())
 
 
+#: The name of `ScratchFolder.close_after`'s threads.
+JANITOR_THREAD = "fer-scratch-janitor"
+
+
 class ScratchFolder:
-    """A temporary folder for one visitor's files. Removed by `close()`, by `close_after()`'s timer
-    (the visitor left and did not come back), when the object is garbage collected, or at exit.
+    """A temporary folder for one visitor's files. Removed by `close()`, by `close_after()` (the
+    visitor left and did not come back), when the object is garbage collected, or at exit.
     Thread-safe: a web server schedules the removal from its own thread.
 
     `TMPDIR` says where: on a host whose /tmp is a RAM disk, point it at a real one."""
@@ -159,7 +164,7 @@ class ScratchFolder:
         self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._stop: threading.Event | None = None  # set to cancel a pending close_after
 
     @property
     def closed(self) -> bool:
@@ -182,15 +187,28 @@ class ScratchFolder:
             for path in self.path.iterdir():
                 path.unlink(missing_ok=True)
 
-    def close_after(self, seconds: float) -> None:
-        """Remove the folder in `seconds` unless `keep()` comes first: a visitor whose browser went
-        away gets as long as the web server keeps their session to come back."""
+    def close_after(self, seconds: float, still_here: Callable[[], bool] | None = None) -> None:
+        """Remove the folder once `seconds` have passed in which `still_here()` (asked four times as
+        often) never said True, unless `keep()` comes first: a visitor whose browser went away gets
+        as long as the web server keeps their session to come back, and one who is back keeps it."""
         with self._lock:
             self._cancel()
-            if not self.closed:
-                self._timer = threading.Timer(seconds, self.close)
-                self._timer.daemon = True
-                self._timer.start()
+            if self.closed:
+                return
+            self._stop = threading.Event()
+            threading.Thread(target=self._close_when_gone, args=(seconds, still_here, self._stop),
+                             name=JANITOR_THREAD, daemon=True).start()
+
+    def _close_when_gone(self, seconds: float, still_here: Callable[[], bool] | None, stop: threading.Event) -> None:
+        gone_since = time.monotonic()
+        while not stop.wait(seconds / 4 if still_here else seconds):
+            if still_here is not None and still_here():
+                gone_since = time.monotonic()
+            elif time.monotonic() - gone_since >= seconds * 0.999:
+                with self._lock:
+                    if not stop.is_set():
+                        self.close()
+                return
 
     def keep(self) -> None:
         """Cancel a pending `close_after`: the visitor is back."""
@@ -198,9 +216,9 @@ class ScratchFolder:
             self._cancel()
 
     def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._stop is not None:
+            self._stop.set()
+            self._stop = None
 
     def close(self) -> None:
         self._finalizer()

@@ -12,6 +12,7 @@ import pytest
 
 from fer.serving import (
     DEFAULT_SERVER_MEMORY_MB,
+    JANITOR_THREAD,
     SERVER_MEMORY_ENV,
     VIDEO_ANALYSES,
     VIDEO_ANALYSES_ENV,
@@ -231,6 +232,21 @@ def test_close_after_removes_the_folder_unless_kept(tmp_path):
     assert not kept.closed and kept.path.is_dir()
 
 
+def test_a_visitor_who_is_back_keeps_the_folder_until_gone_for_the_whole_time(tmp_path):
+    """Streamlit does not rerun a page whose browser reconnects, so the app asks whether the session is connected."""
+    folder = ScratchFolder(root=tmp_path)
+    here = threading.Event()
+    here.set()
+    folder.close_after(0.4, still_here=here.is_set)
+    time.sleep(1.0)  # more than twice the time, but never gone
+    assert not folder.closed
+    here.clear()
+    gone = time.monotonic()
+    _wait_until(lambda: folder.closed)
+    # Gone for the whole time since it was last seen, which was at most one check (a quarter) before `gone`.
+    assert time.monotonic() - gone >= 0.4 * 3 / 4 and not folder.path.exists()
+
+
 def test_close_after_and_keep_from_many_threads_at_once(tmp_path):
     """The web server schedules the removal from its event loop while the page's thread may keep it."""
     folder = ScratchFolder(root=tmp_path)
@@ -247,8 +263,8 @@ def test_close_after_and_keep_from_many_threads_at_once(tmp_path):
     for t in threads:
         t.join()
     folder.keep()
-    # Every timer was cancelled (a live one would wait its 60 s): none is left running, the folder stays.
-    _wait_until(lambda: not any(isinstance(t, threading.Timer) and t.is_alive() for t in threading.enumerate()))
+    # Every wait was cancelled (a live one would wait its 60 s): none is left running, the folder stays.
+    _wait_until(lambda: not any(t.name == JANITOR_THREAD for t in threading.enumerate()))
     assert not folder.closed
     folder.close_after(0.05)
     _wait_until(lambda: folder.closed)
