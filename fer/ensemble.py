@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from fer.artifacts import ARCHITECTURE_FILE, CONFIG_FILE, MODEL_FILE, TRAINING_FILE, write_json
 from fer.backends import ModelLoadError, load_backend, open_model_file
@@ -127,13 +128,29 @@ def compare_combinations(member_dirs: list[Path], data: Dataset) -> list[dict]:
             for name, truth in majority.items():
                 kept = truth >= 0
                 row[f"ferplus_{name}_accuracy"] = float((predicted[name][kept] == truth[kept]).mean())
+            if with_votes:
+                row["prior_shift"] = shifted_scores([probabilities[d] for d in combo], data)
             rows.append(row)
     return sorted(rows, key=lambda row: -selection_figure(row))
 
 
 def selection_figure(row: dict) -> float:
-    """What a combination is chosen by: PublicTest accuracy, or with FER+ figures the mean of both label sets'."""
+    """What a combination is chosen by: PublicTest accuracy, or with FER+ figures the mean of both label sets'
+    once its class prior is shifted as `fer.prior` would shift it (chosen on PublicTest)."""
+    if "prior_shift" in row:
+        return row["prior_shift"]["val"]["selection"]
     return (row["val_accuracy"] + row["ferplus_val_accuracy"]) / 2 if "ferplus_val_accuracy" in row else row["val_accuracy"]
+
+
+def shifted_scores(member_probs: list[dict[str, np.ndarray]], data: Dataset) -> dict:
+    """The prior shift `fer.prior` would choose for these members on PublicTest, and both splits' figures with it."""
+    from fer.prior import choose_shift, prior_shift, selection_scores, shifted_probabilities
+
+    taus, _ = choose_shift([p["val"] for p in member_probs], data)
+    shift = prior_shift(data, *taus)
+    return {"taus": taus, **{name: selection_scores(shifted_probabilities([p[name] for p in member_probs], shift),
+                                                   getattr(data, name).labels, getattr(data, name).votes)
+                             for name in ("val", "test")}}
 
 
 def render_comparison(rows: list[dict], layout: str | None = None) -> str:
@@ -148,11 +165,17 @@ def render_comparison(rows: list[dict], layout: str | None = None) -> str:
     ]
     if rows and "ferplus_val_accuracy" in rows[0]:
         lines[2] += (" With FER+ votes, combinations are ranked by the mean of the FER2013 and FER+ majority "
-                     f"accuracies on {names['val']}.")
-        lines += [f"| members | {names['val']} FER2013 / FER+ / mean | {names['test']} FER2013 / FER+ |", "|---|---|---|"]
+                     f"accuracies on {names['val']} once the class prior is shifted as `python -m fer.prior` chooses "
+                     f"it (on {names['val']}).")
+        lines += [f"| members | {names['val']} FER2013 / FER+ | {names['test']} FER2013 / FER+ | prior shift (tau FER+, "
+                  f"balance) | with it: {names['val']} FER2013 / FER+ / mean | with it: {names['test']} FER2013 / FER+ |",
+                  "|---|---|---|---|---|---|"]
         lines += [f"| {' + '.join(r['members'])} | {100 * r['val_accuracy']:.2f} % / {100 * r['ferplus_val_accuracy']:.2f} % "
-                  f"/ {100 * selection_figure(r):.2f} % | {100 * r['test_accuracy']:.2f} % / "
-                  f"{100 * r['ferplus_test_accuracy']:.2f} % |" for r in rows]
+                  f"| {100 * r['test_accuracy']:.2f} % / {100 * r['ferplus_test_accuracy']:.2f} % "
+                  f"| {r['prior_shift']['taus'][0]:+.3f}, {r['prior_shift']['taus'][1]:.3f} "
+                  f"| {100 * r['prior_shift']['val']['fer2013']:.2f} % / {100 * r['prior_shift']['val']['ferplus']:.2f} % / "
+                  f"{100 * selection_figure(r):.2f} % | {100 * r['prior_shift']['test']['fer2013']:.2f} % / "
+                  f"{100 * r['prior_shift']['test']['ferplus']:.2f} % |" for r in rows]
         return "\n".join(lines) + "\n"
     lines += [f"| members | {names['val']} accuracy | {names['test']} accuracy |", "|---|---|---|"]
     lines += [f"| {' + '.join(r['members'])} | {100 * r['val_accuracy']:.2f} % | {100 * r['test_accuracy']:.2f} % |"
