@@ -45,6 +45,8 @@ def build_ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.
 
 def load_member(model_dir: Path) -> keras.Model:
     """A member's float32 Keras model, checked against its folder's manifest first."""
+    import fer.models  # noqa: F401  (registers the custom layers the saved model uses)
+
     path = Path(model_dir) / MODEL_FILE
     verify_model_file(path)
     return keras.saving.load_model(path, compile=False)
