@@ -61,7 +61,9 @@ with figures:
     st.page_link(PAGES[-1].script, label=PAGES[-1].title, icon=PAGES[-1].icon)
     split = art.splits
     st.markdown("**On FER2013's test photos**" if split["test"] == "PrivateTest" else "**On its own held-out test photos**")
-    show_headline(art, only=(f"{split['test']} accuracy", "macro-F1", f"{split['val']} accuracy"), per_row=3)
+    # FER+ (ten votes a face) beside FER2013's one-annotator labels, for models evaluated on both.
+    show_headline(art, only=(f"FER+ {split['test']} accuracy", f"{split['test']} accuracy", "macro-F1",
+                             f"{split['val']} accuracy"), per_row=4)
     show_missing_figures(art)
     if protocol := art.metrics.get("protocol"):
         st.caption(escape_markdown(protocol))
