@@ -72,13 +72,15 @@ def ablation_rows(runs: list[ModelArtifacts]) -> list[dict]:
         if "val" not in metrics:
             raise ValueError(f"{run.path} has no evaluated metrics.json; run `python -m fer.evaluate {run.path}`")
         shift = run.config.get("prior_shift")
-        if isinstance(shift, dict):  # the weights of another run with its class prior moved: one change, not a restart
-            changes = [f"class prior shifted (`fer.prior`): tau FER+ {shift.get('tau_ferplus')}, tau balance "
-                       f"{shift.get('tau_balance')}, chosen on {shift.get('chosen_on', 'PublicTest')}"]
-            if i == 0 or runs[i - 1].name != shift.get("source"):
-                changes.append(f"from {shift.get('source')}")
-        elif members := run.config.get("ensemble", {}).get("members"):
-            changes = [f"ensemble: mean of the probabilities of {' + '.join(members)} (time: the members' own runs added up)"]
+        members = run.config.get("ensemble", {}).get("members")
+        if isinstance(shift, dict) or members:
+            changes = [f"ensemble: mean of the probabilities of {' + '.join(members)} (time: the members' own runs added up)"
+                       ] if members else []
+            if isinstance(shift, dict):  # another run's weights with the class prior moved: one change, not a restart
+                changes.append(f"class prior shifted (`fer.prior`): tau FER+ {shift.get('tau_ferplus')}, tau balance "
+                               f"{shift.get('tau_balance')}, chosen on {shift.get('chosen_on', 'PublicTest')}")
+                if not members and (i == 0 or runs[i - 1].name != shift.get("source")):
+                    changes.append(f"from {shift.get('source')}")
         else:
             changes = ["baseline"] if i == 0 else config_changes(runs[i - 1].config, run.config)
             # The time column is this run's own; say so where it builds on another run's training.

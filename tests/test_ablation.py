@@ -128,3 +128,19 @@ def test_paper_curve_sets_a_paper_run_beside_the_reported_figures(tmp_path):
     assert rows[3]["run_accuracy"] is None
     text = render(ablation_rows([ModelArtifacts.load(paper), ModelArtifacts.load(other)]), rows)
     assert "| paper | 5 | 48.60 % | 35.00 % |" in text and "| paper | 25 | 60.30 % | not run |" in text
+
+
+def test_a_prior_shift_is_one_change_and_ferplus_figures_have_their_column(tmp_path):
+    base = _run(tmp_path / "blend", {"architecture": "vgg", "labels": "blend", "fer2013_weight": 0.3}, 0.65, 4)
+    shift = {"source": "blend", "tau_ferplus": 0.125, "tau_balance": 0.0, "chosen_on": "PublicTest: the mean"}
+    shifted = _run(tmp_path / "shifted", {"architecture": "vgg", "labels": "blend", "fer2013_weight": 0.3,
+                                          "prior_shift": shift}, 0.64, 4)
+    metrics = json.loads((shifted / "metrics.json").read_text())
+    metrics["ferplus"] = {"val": {"accuracy": 0.797}, "test": {"accuracy": 0.778}}
+    (shifted / "metrics.json").write_text(json.dumps(metrics))
+    rows = ablation_rows([ModelArtifacts.load(base), ModelArtifacts.load(shifted)])
+    assert rows[1]["change"] == ("class prior shifted (`fer.prior`): tau FER+ 0.125, tau balance 0.0, "
+                                 "chosen on PublicTest: the mean")
+    text = render(rows)
+    assert "| n/a / n/a |" in text.splitlines()[6]  # the unshifted run was evaluated without votes
+    assert "| 79.70 % / 77.80 % |" in text.splitlines()[7]
