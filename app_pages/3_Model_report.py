@@ -70,7 +70,7 @@ if runs:
     cols = st.columns(2)
     cols[0].plotly_chart(accuracy, width="stretch")
     cols[1].plotly_chart(loss, width="stretch")
-    if note := " ".join(n for n in notes if n):
+    if note := "\n\n".join(n for n in notes if n):
         st.caption(escape_markdown(note))
 
 percent = st.column_config.NumberColumn(format="%.1f %%")
@@ -109,7 +109,7 @@ if splits:
         fig.add_trace(go.Bar(x=list(per_class), y=list(per_class.values()), name=split[split_name]))
     fig.update_layout(barmode="group", height=350, margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(fig, width="stretch")
-    st.caption("Colours of the app's boxes and charts: " + colour_legend(), unsafe_allow_html=True)
+    st.markdown("Colours of the app's boxes and charts: " + colour_legend(), unsafe_allow_html=True)  # full strength
 
 formats = shipped_formats(art)
 if formats:

@@ -22,7 +22,9 @@ import fer.config
 from fer.artifacts import IN_THE_WILD_FIGURES, METRICS_FILE, MODEL_FILE, ModelArtifacts
 from fer.backends import FORMAT_NAMES, LIVE_BACKEND, PHOTO_BACKEND, expected_format
 from fer.config import CLASS_NAMES, EMOTION_COLORS
+from fer.drawing import contrast_ratio
 from fer.images import IMAGE_SUFFIXES, MAX_FILE_BYTES
+from fer.manifest import read_manifest
 from fer.photos import analyse_photo
 from fer.recognition import EmotionRecognizer, Face
 
@@ -161,8 +163,10 @@ def explain_help(recognizer: EmotionRecognizer) -> str:
             "(occlusion sensitivity).")
     try:
         measured = json.loads(EXPLAIN_BENCHMARK.read_text())
-        if measured["model"] != recognizer.model_dir.name or measured["tta"] != recognizer.tta:
-            return text
+        served = recognizer.backend.path
+        if (measured["sha256"] is None or measured["tta"] != recognizer.tta or measured["model_file"] != served.name
+                or measured["sha256"] != (read_manifest(served.parent) or {}).get(served.name)):
+            return text  # measured on another model, or on this one with another augmentation
         return text + (f" For this model, `benchmarks/explain.py` measured {measured['wall_s_per_face']:.1f} s a face "
                        f"({measured['cpu_s_per_face']:.1f} s of CPU) on a photo of {measured['faces']} faces, on a "
                        f"{measured['cores']}-core {escape_markdown(measured['cpu'])}{escape_markdown(measured['note'])}; "
@@ -309,11 +313,9 @@ def training_curves(runs: dict[str, tuple[dict, list[tuple[int, str]]]], val_lab
     """Accuracy and loss per epoch of one model, or of several overlaid (an ensemble's members, one colour
     each: validation solid, training dotted, one legend entry per member). `runs` maps a name to
     `ModelArtifacts.full_history()`."""
-    import plotly.colors
-
     figures = []
     alone = len(runs) == 1
-    palette = plotly.colors.qualitative.Safe  # colour-blind safe, and apart from the emotions' colours
+    palette = member_colors()
     for metric, title in (("accuracy", "Accuracy"), ("loss", "Loss")):
         fig = go.Figure()
         last = 0
@@ -343,6 +345,15 @@ def training_curves(runs: dict[str, tuple[dict, list[tuple[int, str]]]], val_lab
                           legend={} if alone else dict(orientation="h", yanchor="top", y=-0.22, font=dict(size=11)))
         figures.append(fig)
     return figures[0], figures[1]
+
+
+def member_colors() -> list[str]:
+    """Colours for lines that are not emotions (ensemble members): Plotly's colour-blind-safe set, less
+    those with under 3:1 contrast on the white page."""
+    import plotly.colors
+
+    rgbs = [tuple(int(v) for v in c[4:-1].split(",")) for c in plotly.colors.qualitative.Safe]  # "rgb(r, g, b)"
+    return [f"rgb{rgb}" for rgb in rgbs if contrast_ratio(rgb, (255, 255, 255)) >= 3]
 
 
 def shipped_formats(art: ModelArtifacts) -> dict[str, dict]:
