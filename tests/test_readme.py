@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import struct
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,12 @@ SHIPPED = ("fer-vgg-ferplus", "fer-vgg-ferplus-photo")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 #: A models-table row: | [`name`](card): what, N.NN M parameters | used by | FER+ private % | FER2013 private %
-#: | all % / found % | ms |
+#: | all % / found % |
 ROW = re.compile(
     r"^\| \[`(?P<model>[\w-]+)`\]\((?P<card>[^)]+)\):[^|]*?(?P<params>\d+\.\d\d) M parameters \|[^|]*"
-    r"\| (?P<ferplus>\d+\.\d\d) % \| (?P<private>\d+\.\d\d) % \| (?P<all>\d+\.\d\d) % / (?P<found>\d+\.\d\d) % "
-    r"\| (?P<ms_a>\d+\.\d\d) \|$",
+    r"\| (?P<ferplus>\d+\.\d\d) % \| (?P<private>\d+\.\d\d) % \| (?P<all>\d+\.\d\d) % / (?P<found>\d+\.\d\d) % \|$",
     re.MULTILINE,
 )
-#: The header cell that names the benchmark file of the ms figures.
-MS_HEADER = re.compile(r"\| ms a face, \[[^\]]+\]\(([^)]+)\) \|$", re.MULTILINE)
 
 
 def _text_outside_code(path: Path) -> str:
@@ -50,11 +46,6 @@ def _anchors(path: Path) -> set[str]:
 
 def _percent(fraction: float) -> str:
     return f"{100 * fraction:.2f}"
-
-
-def _rounded(value: str) -> str:
-    """A benchmark file's figure (e.g. "1.455") as the README rounds it ("1.46")."""
-    return str(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def _table_rows() -> dict[str, re.Match]:
@@ -107,14 +98,3 @@ def test_models_table_quotes_metrics_json():
         assert row["all"] == _percent(wild["accuracy_all"]), (model, "ExpW accuracy over all faces")
         assert row["found"] == _percent(wild["accuracy_found"]), (model, "ExpW accuracy on found faces")
         assert f"{wild['faces']:,} labelled faces" in " ".join(README.read_text().split()), (model, "ExpW face count")
-
-
-def test_models_table_latency_is_in_the_benchmark_files_it_links():
-    header = MS_HEADER.search(README.read_text())
-    assert header, "the models table's ms column should link the benchmark file of each figure"
-    for model, row in _table_rows().items():
-        for column, link in (("ms_a", header[1]),):
-            bench = (README.parent / link).read_text()
-            onnx = re.search(rf"^\| {re.escape(model)}(?: \(shipped\))? \| onnx \| (\d+\.\d+) ", bench, re.MULTILINE)
-            assert onnx, f"{link} has no ONNX row for {model}"
-            assert row[column] == _rounded(onnx[1]), f"{model}: README says {row[column]} ms, {link} says {onnx[1]}"
