@@ -18,7 +18,16 @@ import numpy as np
 
 from fer.backends import Backend, ModelLoadError, ModelLoadWarning, describe_bad_probabilities, load_backend
 from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, FACE_MARGIN, IMAGE_SIZE
-from fer.detectors import PHOTO_DETECTOR, Box, Detection, DetectorSettings, FaceDetector, make_detector_or_fallback
+from fer.detectors import (
+    EDGE_PAD,
+    PHOTO_DETECTOR,
+    Box,
+    Detection,
+    DetectorSettings,
+    FaceDetector,
+    detect_with_border,
+    make_detector_or_fallback,
+)
 from fer.framing import bounded_crop
 from fer.images import InvalidImageError, as_gray, as_rgb, read_image
 from fer.tta import DEFAULT_TTA, check_mode, predict_with_tta
@@ -76,6 +85,9 @@ class EmotionRecognizer:
             scale_factor, min_neighbors: Haar cascade settings.
         detect_max_side: detection runs on a copy whose longer side is at most this (None: the
             detector's own; 640 px for the Haar cascade, 1280 for BlazeFace, which scans in tiles).
+        edge_pad: `predict` looks at the picture a second time inside a border this fraction of its
+            longer side wide and adds the faces found only then, mostly faces cut by the picture's edge
+            (`fer.detectors.border`); 0 turns it off. Frames given with `boxes` are not scanned.
         margin: extra border around each detected face, as a fraction of its size.
         threads: inference threads (None: the runtime's default).
         tta: test-time augmentation, "none", "flip" (default: mirror-averaged, ~2 points more
@@ -101,14 +113,18 @@ class EmotionRecognizer:
         min_size: int | None = None,
         score_threshold: float | None = None,
         detect_max_side: int | None = None,
+        edge_pad: float = EDGE_PAD,
         margin: float = FACE_MARGIN,
         threads: int | None = None,
         tta: str = DEFAULT_TTA,
     ):
         if not 0.0 <= _as_float(margin) <= 1.0:  # NaN fails the comparison too
             raise ValueError(f"margin must be a number between 0 and 1, got {margin!r}")
+        if not 0.0 <= _as_float(edge_pad) <= 1.0:
+            raise ValueError(f"edge_pad must be a number between 0 and 1, got {edge_pad!r}")
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         self.margin = margin
+        self.edge_pad = edge_pad
         self.tta = check_mode(tta)
         self.load_warnings: list[str] = []
         settings = DetectorSettings(scale_factor=scale_factor, min_neighbors=min_neighbors, min_size=min_size,
@@ -172,7 +188,7 @@ class EmotionRecognizer:
             return [self._faces(_pad_square_resize(gray)[None], [Detection((0, 0, width, height))], whole_image=True)[0]]
         if boxes is None:
             view = as_rgb(image, color_order) if self.detector.uses_color else gray
-            detections = self.detector.detect(view, detect_downscale)
+            detections = detect_with_border(self.detector, view, detect_downscale, self.edge_pad)
         else:
             detections = [Detection(clip_box(b.box, gray.shape), b.score, b.landmarks) if isinstance(b, Detection)
                           else Detection(clip_box(b, gray.shape)) for b in boxes]

@@ -157,7 +157,8 @@ def pipeline_settings(recognizer) -> dict:
     """What the figures depend on besides the weights: detector settings, crop margin, TTA, runtime."""
     from dataclasses import asdict
 
-    return {"detector": recognizer.detector.name, **asdict(recognizer.detector.settings), "margin": recognizer.margin,
+    return {"detector": recognizer.detector.name, **asdict(recognizer.detector.settings),
+            "edge_pad": recognizer.edge_pad, "margin": recognizer.margin,
             "tta": recognizer.tta, "backend": recognizer.backend_name}
 
 

@@ -21,15 +21,16 @@ from fer.detectors.base import (
     largest_first,
 )
 from fer.detectors.blazeface import BlazeFaceDetector
+from fer.detectors.border import EDGE_PAD, detect_with_border
 from fer.detectors.follower import FaceFollower
 from fer.detectors.haar import HaarFaceDetector
 from fer.detectors.hog import HogFaceDetector
 from fer.detectors.union import UnionDetector
 
 __all__ = [
-    "DETECTORS", "MERGE_IOU", "Box", "Detection", "DetectorError", "DetectorSettings", "FaceDetector",
+    "DETECTORS", "EDGE_PAD", "MERGE_IOU", "Box", "Detection", "DetectorError", "DetectorSettings", "FaceDetector",
     "BlazeFaceDetector", "FaceFollower", "HaarFaceDetector", "HogFaceDetector", "UnionDetector", "box_iou",
-    "detector_names", "describe", "largest_first", "make_detector", "make_detector_or_fallback",
+    "detect_with_border", "detector_names", "describe", "largest_first", "make_detector", "make_detector_or_fallback",
 ]
 
 
