@@ -37,9 +37,10 @@ def test_ablation_table_from_runs(tmp_path, capsys):
     out = tmp_path / "ablation.md"
     assert main([str(base), str(longer), "--out", str(out)]) == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith(("| base", "| longer"))]
-    assert rows[0].startswith("| base | baseline | 1,234 | 50.00 % | 40.00 % | 51.00 % | 16 | 8.00 | 300 | 2 x test CPU |")
+    assert rows[0].startswith(
+        "| base | baseline | 1,234 | 50.00 % | 40.00 % | 51.00 % | n/a / n/a | 16 | 8.00 | 300 | 2 x test CPU |")
     assert rows[1].startswith(
-        "| longer | epochs: 16 -> 40 | 1,234 | 55.00 % | 45.00 % | 56.00 % | 40 | 20.00 | 300 | 2 x test CPU |")
+        "| longer | epochs: 16 -> 40 | 1,234 | 55.00 % | 45.00 % | 56.00 % | n/a / n/a | 40 | 20.00 | 300 | 2 x test CPU |")
     assert out.read_text() in capsys.readouterr().out
 
 
@@ -70,7 +71,8 @@ def test_last_runs_test_time_augmentation_closes_the_table(tmp_path):
     assert main([str(base), str(last), "--out", str(out)]) == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith(("| base", "| last"))]
     assert len(rows) == 3
-    assert rows[2].startswith("| last + TTA | test-time augmentation: none -> flip | 1,234 | 56.00 % | 47.00 % | 58.00 % | 40 |")
+    assert rows[2].startswith(
+        "| last + TTA | test-time augmentation: none -> flip | 1,234 | 56.00 % | 47.00 % | 58.00 % | n/a / n/a | 40 |")
 
 
 @pytest.mark.parametrize("which", ["real-time model", "photo model"])
