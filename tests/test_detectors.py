@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+import fer.config
 import fer.detectors.blazeface as blazeface
 from benchmarks.face_free import face_free_pictures, false_faces
 from fer.config import DEFAULT_EXPW_DIR
@@ -18,9 +19,11 @@ from fer.detectors import (
     FaceFollower,
     HogFaceDetector,
     box_iou,
+    detect_with_border,
     detector_names,
     make_detector,
 )
+from fer.detectors.border import EDGE_MIN_SCORE
 from fer.drawing import reading_order
 from fer.images import read_image
 from fer.recognition import EmotionRecognizer
@@ -177,6 +180,26 @@ def test_video_follows_faces_with_the_haar_cascade_between_full_scans(gray):
     assert anywhere.full_every == 1  # no cheap re-detection: every frame is a full scan
 
 
+def test_a_face_cut_by_the_pictures_edge_is_found_by_a_second_look_inside_a_border(astronaut_rgb):
+    """Issue 42 §6: half faces at a photo's edge were missed. The astronaut cut through her face at x = 220:
+    BlazeFace misses her in the picture as it is, finds her inside the border, and the box is where her face
+    is in the cut picture (reaching past its edge, as her face does). Faces found the first time keep their box."""
+    cut = np.ascontiguousarray(astronaut_rgb[:, 220:])
+    detector = make_detector("blazeface")
+    assert detector.detect(cut) == []
+    found = detect_with_border(detector, cut)
+    assert len(found) == 1 and found[0].score >= EDGE_MIN_SCORE
+    x, y, w, h = detector.detect(astronaut_rgb)[0].box
+    assert box_iou(found[0].box, (x - 220, y, w, h)) > 0.5 and found[0].box[0] < 0
+    assert detect_with_border(detector, astronaut_rgb) == detector.detect(astronaut_rgb)  # nothing moved or added
+    assert detect_with_border(detector, cut, pad=0.0) == []
+    model = fer.config.DEFAULT_MODEL_DIR
+    assert len(EmotionRecognizer(model).predict(cut, color_order="rgb")) == 1  # photos get the second look
+    assert EmotionRecognizer(model, edge_pad=0.0).predict(cut, color_order="rgb") == []
+    with pytest.raises(ValueError, match="filled"):
+        detect_with_border(detector, cut, fill="mirror")
+
+
 def test_blazeface_finds_no_more_false_faces_than_haar_and_hog():
     """Face-free pictures (scikit-image's and synthetic): the new photo default may not add false faces."""
     pictures = face_free_pictures()
@@ -224,3 +247,21 @@ def test_a_group_photo_of_real_faces_has_each_found_and_numbered(expw_faces):
     assert None not in matched, f"missed faces at {[b for b, m in zip(placed, matched) if m is None]}"
     assert sorted(matched) == list(range(len(placed)))  # each its own face
     assert matched == sorted(matched)  # reading order: the top row left to right, then the next
+
+
+def test_the_border_in_use_is_the_one_the_benchmark_chose():
+    """benchmarks/edge_faces.md marks the variant its rule chose; the photo pipeline must run that one."""
+    import re
+
+    from fer.detectors import border
+
+    report = fer.config.PROJECT_ROOT / "benchmarks" / "edge_faces.md"
+    if not report.exists():
+        pytest.skip("benchmarks/edge_faces.md has not been generated (python -m benchmarks.edge_faces)")
+    chosen = re.search(r"^\| (.*) \(\*\*chosen\*\*\) \|", report.read_text(), re.MULTILINE).group(1)
+    if chosen == "no second look":
+        assert border.EDGE_PAD == 0
+        return
+    pad, fill, score = re.fullmatch(r"(\d+)% border, (\w+), (?:added faces scored >= ([\d.]+)|at the detector's "
+                                    r"own threshold)", chosen).groups()
+    assert (border.EDGE_PAD, border.EDGE_FILL, border.EDGE_MIN_SCORE) == (int(pad) / 100, fill, float(score or 0))

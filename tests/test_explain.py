@@ -145,3 +145,22 @@ def test_upload_page_why_view_is_opt_in():
     why.set_value(True).run()
     assert not app.exception, [e.value for e in app.exception]
     assert len(app.get("image")) == images_before + 1  # one explanation for the example's one face
+
+
+def test_the_upload_page_uses_the_occlusion_the_benchmark_chose():
+    """benchmarks/explain_app.json records the occlusion its rule chose for ten-crop predictions; the page
+    must use that one (and its help text quotes that run's cost only for the model file it measured)."""
+    import json
+
+    from fer.explain import APP_OCCLUSION, Occlusion
+    from fer.tta import PHOTO_TTA
+
+    measured = PROJECT_ROOT / "benchmarks" / "explain_app.json"
+    if not measured.exists():
+        pytest.skip("benchmarks/explain_app.json has not been generated (python -m benchmarks.explain --app)")
+    record = json.loads(measured.read_text())
+    chosen = record["occlusion"]
+    in_use = APP_OCCLUSION.get(record["tta"], Occlusion())
+    assert record["tta"] == PHOTO_TTA
+    assert (in_use.patch, in_use.stride, in_use.views or record["tta"]) == (chosen["patch"], chosen["stride"],
+                                                                           chosen["views"])

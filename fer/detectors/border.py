@@ -18,7 +18,7 @@ from fer.detectors.base import MERGE_IOU, Detection, FaceDetector, box_iou, larg
 #: The border's width as a fraction of the picture's longer side, on every side; 0 turns the second
 #: look off. Chosen on ExpW (a validation set: detector settings only) and on face-free pictures:
 #: more faces found, no new false face (benchmarks/edge_faces.md).
-EDGE_PAD = 0.1
+EDGE_PAD = 0.25
 #: How the border is filled: "constant" (mid grey), "replicate" (the edge pixels) or "reflect".
 EDGE_FILL = "constant"
 BORDERS = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}
@@ -40,17 +40,25 @@ def detect_with_border(detector: FaceDetector, image: np.ndarray, downscale: flo
     if fill not in BORDERS or not 0.0 <= pad <= 1.0:
         raise ValueError(f"the border must be 0..1 of the picture's side and filled as one of {', '.join(BORDERS)}")
     faces = detector.detect(image, downscale)
-    width = round(pad * max(image.shape[:2]))
-    if width == 0:
+    height, width = image.shape[:2]
+    border = round(pad * max(height, width))
+    if border == 0:
         return faces
-    bordered = cv2.copyMakeBorder(image, width, width, width, width, BORDERS[fill], value=(128, 128, 128))
+    # Shrink before bordering to the scale the detector would scan the bordered picture at: the same
+    # scan, without a full-size bordered copy (a 48-megapixel photo's would be 2.25 times its size).
+    scale = detector.settings.scale_for((height + 2 * border, width + 2 * border), detector.default_max_side, downscale)
+    small = image if scale == 1.0 else cv2.resize(
+        image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    edge = round(border * scale)
+    bordered = cv2.copyMakeBorder(small, edge, edge, edge, edge, BORDERS[fill], value=(128, 128, 128))
+    smallest = detector.settings.min_face(detector.default_min_size)
     extra = []
-    for found in detector.detect(bordered, downscale):
-        x, y, w, h = found.box
-        moved = Detection((x - width, y - width, w, h), found.score,
-                          tuple((px - width, py - width) for px, py in found.landmarks))
+    for found in detector.detect(bordered, 1.0):
+        x, y, w, h = (round(v / scale) for v in (found.box[0] - edge, found.box[1] - edge, *found.box[2:]))
+        moved = Detection((x, y, w, h), found.score,
+                          tuple(((px - edge) / scale, (py - edge) / scale) for px, py in found.landmarks))
         sure = found.score is None or found.score >= min_score
-        if sure and _inside_share(moved.box, image.shape) >= MIN_INSIDE and \
+        if sure and min(w, h) >= smallest and _inside_share(moved.box, image.shape) >= MIN_INSIDE and \
                 all(box_iou(moved.box, known.box) < MERGE_IOU for known in faces):
             extra.append(moved)
     return largest_first(faces + extra)
