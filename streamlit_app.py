@@ -22,9 +22,9 @@ import streamlit as st  # noqa: E402
 
 from app_pages.ui import PAGES  # noqa: E402
 from app_pages.uploads import share_uploaded_bytes  # noqa: E402
-from fer.memory import return_large_blocks  # noqa: E402
+from ferlens.core.memory import return_large_blocks  # noqa: E402
 
-return_large_blocks()  # memory comes back after many visitors at once (fer.memory)
+return_large_blocks()  # memory comes back after many visitors at once (ferlens.core.memory)
 share_uploaded_bytes()  # an upload's bytes are held once, not once more per page run (app_pages.uploads)
 st.set_page_config(page_icon="🙂", layout="wide")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import fer.config
+import ferlens.config
 from app_pages.ui import (
     PAGES,
     annotated_example,
@@ -18,12 +18,12 @@ from app_pages.ui import (
     show_missing_figures,
     show_model_warnings,
 )
-from fer.config import CLASS_NAMES
-from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR
-from fer.tta import DEFAULT_TTA, PHOTO_TTA
+from ferlens.config import CLASS_NAMES
+from ferlens.core.detectors import LIVE_DETECTOR, PHOTO_DETECTOR
+from ferlens.core.tta import DEFAULT_TTA, PHOTO_TTA
 
-model_dir = fer.config.PHOTO_MODEL_DIR  # the model that reads photos: its figures lead
-live_dir = fer.config.DEFAULT_MODEL_DIR  # the real-time one, for the live camera and videos
+model_dir = ferlens.config.PHOTO_MODEL_DIR  # the model that reads photos: its figures lead
+live_dir = ferlens.config.DEFAULT_MODEL_DIR  # the real-time one, for the live camera and videos
 
 st.title("Facial expression recognition")
 st.write(

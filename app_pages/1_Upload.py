@@ -17,12 +17,21 @@ from app_pages.ui import (
     show_explanations,
     upload_limit_mb,
 )
-from fer.config import PHOTO_MODEL_DIR
-from fer.detectors import describe, detector_names
-from fer.drawing import png_bytes
-from fer.photos import analyse_photo
-from fer.results import PHOTO_COLUMNS, VIDEO_ONLY_COLUMNS, FaceRow, face_summary, photo_rows, table_records, to_csv, to_json
-from fer.tta import PHOTO_TTA, TTA_MODES
+from ferlens.config import PHOTO_MODEL_DIR
+from ferlens.core.detectors import describe, detector_names
+from ferlens.core.drawing import png_bytes
+from ferlens.core.photos import analyse_photo
+from ferlens.core.results import (
+    PHOTO_COLUMNS,
+    VIDEO_ONLY_COLUMNS,
+    FaceRow,
+    face_summary,
+    photo_rows,
+    table_records,
+    to_csv,
+    to_json,
+)
+from ferlens.core.tta import PHOTO_TTA, TTA_MODES
 
 UPLOAD, CAMERA, EXAMPLE = "Upload photos", "Take a photo", "Example photo"
 
@@ -115,7 +124,7 @@ for index, (name, data) in enumerate(photos):
         )
     if st.toggle("Why? Show which parts of each face the emotion was read from", key=f"why-{index}",
                  help=explain_help(recognizer)):
-        from fer.images import read_image
+        from ferlens.core.images import read_image
 
         show_explanations(recognizer, data if not isinstance(data, bytes) else read_image(data), result.faces,
                           key=f"why-{index}-{name}")

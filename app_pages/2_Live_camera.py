@@ -1,4 +1,4 @@
-"""Live camera page: streamlit-webrtc sends browser frames to `fer.video.LiveProcessor` and back.
+"""Live camera page: streamlit-webrtc sends browser frames to `ferlens.core.video.LiveProcessor` and back.
 
 The results are drawn by a fragment that reruns every second while the stream plays, so each
 element is created once per run (no duplicate element IDs) and the switches stay usable.
@@ -14,10 +14,10 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from app_pages.live_relay import install_latest_frame_relay
 from app_pages.ui import ice_servers, live_detector_label, recognizer_or_stop, timeline_chart
-from fer.backends import LIVE_BACKEND
-from fer.detectors import LIVE_DETECTORS
-from fer.tracks import TIMELINE_WINDOW_S, LiveSession
-from fer.video import LiveProcessor
+from ferlens.core.detectors import LIVE_DETECTORS
+from ferlens.core.tracks import TIMELINE_WINDOW_S, LiveSession
+from ferlens.core.video import LiveProcessor
+from ferlens.modelfolder.loading import LIVE_BACKEND
 
 REFRESH_S = 1.0  # how often the status line and the timelines are redrawn while streaming
 CONNECT_TIMEOUT_S = 8.0  # after this long without a stream, point to the camera snapshot

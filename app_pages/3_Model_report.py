@@ -1,6 +1,6 @@
 """Model report page: training curves, confusion matrix, per-class scores and the model card.
 
-Everything shown is read from the artifacts that `fer.train` and `fer.evaluate` wrote.
+Everything shown is read from the artifacts that `ferlens.training.train` and `ferlens.training.evaluate` wrote.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from app_pages.ui import (
     show_missing_figures,
     training_curves,
 )
-from fer.artifacts import CARD_FILE, list_model_dirs
-from fer.config import CLASS_NAMES, DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR
-from fer.report import render_model_card
+from ferlens.config import CLASS_NAMES, DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR
+from ferlens.modelfolder.artifacts import CARD_FILE, list_model_dirs
+from ferlens.modelfolder.report import render_model_card
 
 st.title("Model report")
 

@@ -1,8 +1,8 @@
-"""Video page: a video file through the live page's engine (`fer.video.analyse_video`), frame by frame.
+"""Video page: a video file through the live page's engine (`ferlens.core.video.analyse_video`), frame by frame.
 
 A new upload is moved to the visitor's folder on disk at once (`app_pages.video_session`), so a
 session holds paths and results, never a video's bytes. The analysis waits its turn in the
-server's queue (`fer.serving.VIDEO_ANALYSES`: at most a few at once, for the host's memory) and
+server's queue (`ferlens.core.serving.VIDEO_ANALYSES`: at most a few at once, for the host's memory) and
 runs in the script with a progress bar; the Cancel button reruns the page, which stops it, queued
 or running (the partial annotated copy is removed on the way out). Results are kept in the session
 until another file or setting is chosen.
@@ -26,8 +26,7 @@ from app_pages.video_session import (
     results_for,
     scratch,
 )
-from fer.backends import LIVE_BACKEND
-from fer.config import (
+from ferlens.config import (
     CLASS_NAMES,
     VIDEO_FRAME_BUDGET,
     VIDEO_MAX_FPS,
@@ -35,10 +34,11 @@ from fer.config import (
     VIDEO_MAX_UPLOAD_MB,
     VIDEO_SUFFIXES,
 )
-from fer.memory import ANALYSES
-from fer.results import to_csv
-from fer.serving import VIDEO_ANALYSES, QueuePlace
-from fer.video import BROWSER_PLAYABLE_ENCODERS, InvalidVideoError, analyse_video, app_sampling
+from ferlens.core.memory import ANALYSES
+from ferlens.core.results import to_csv
+from ferlens.core.serving import VIDEO_ANALYSES, QueuePlace
+from ferlens.core.video import BROWSER_PLAYABLE_ENCODERS, InvalidVideoError, analyse_video, app_sampling
+from ferlens.modelfolder.loading import LIVE_BACKEND
 
 VIDEO_TYPES = tuple(suffix.lstrip(".") for suffix in VIDEO_SUFFIXES)
 MAX_TIMELINES = 8  # faces drawn as timelines; every face is in the table and the CSV
@@ -60,7 +60,7 @@ st.caption(
     f"{VIDEO_FRAME_BUDGET / VIDEO_MAX_FPS / 60:.0f} minutes are analysed frame by frame (up to {VIDEO_MAX_FPS:.0f} "
     f"frames a second); longer ones are sampled evenly, {VIDEO_FRAME_BUDGET:,} frames in all (a 20-minute video at "
     f"{VIDEO_FRAME_BUDGET / 1200:.0f} frames a second). For longer videos use the command line: "
-    "`python -m fer.predict VIDEO --fps 2 --csv faces.csv`. "
+    "`python -m ferlens.core.predict VIDEO --fps 2 --csv faces.csv`. "
     f"This server analyses at most {slots} video{'s' if slots > 1 else ''} at a time, for its memory: when more "
     "visitors start one, the others wait in a queue, in order, see their place in it, and start by themselves."
 )

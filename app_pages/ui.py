@@ -1,6 +1,6 @@
 """Streamlit building blocks shared by the app's pages (cached model, charts, tiles, ICE config).
 
-Pages stay thin: they lay out widgets and call these and `fer`; the FER logic (the photo pipeline,
+Pages stay thin: they lay out widgets and call these and `ferlens`; the FER logic (the photo pipeline,
 live sessions, result files) lives in the library, so the CLI and the tests run the same code.
 """
 
@@ -18,15 +18,15 @@ import pandas  # noqa: F401  imported eagerly: plotly's lazy import of it raced 
 import plotly.graph_objects as go
 import streamlit as st
 
-import fer.config
-from fer.artifacts import IN_THE_WILD_FIGURES, METRICS_FILE, MODEL_FILE, ModelArtifacts
-from fer.backends import FORMAT_NAMES, LIVE_BACKEND, PHOTO_BACKEND, expected_format
-from fer.config import CLASS_NAMES, EMOTION_COLORS
-from fer.drawing import contrast_ratio
-from fer.images import IMAGE_SUFFIXES, MAX_FILE_BYTES
-from fer.manifest import read_manifest
-from fer.photos import analyse_photo
-from fer.recognition import EmotionRecognizer, Face
+import ferlens.config
+from ferlens.config import CLASS_NAMES, EMOTION_COLORS
+from ferlens.core.drawing import contrast_ratio
+from ferlens.core.images import IMAGE_SUFFIXES, MAX_FILE_BYTES
+from ferlens.core.photos import analyse_photo
+from ferlens.core.recognition import EmotionRecognizer, Face
+from ferlens.modelfolder.artifacts import IN_THE_WILD_FIGURES, METRICS_FILE, MODEL_FILE, ModelArtifacts
+from ferlens.modelfolder.loading import FORMAT_NAMES, LIVE_BACKEND, PHOTO_BACKEND, expected_format
+from ferlens.modelfolder.manifest import read_manifest
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ PHOTO_TYPES_TEXT = "JPG, PNG, WebP or BMP"
 
 
 def get_recognizer(model_dir: Path | str | None = None, backend: str = PHOTO_BACKEND) -> EmotionRecognizer:
-    """The recognizer for a model folder (default: `fer.config.DEFAULT_MODEL_DIR`), loaded once per process."""
-    return _load_recognizer(str(model_dir or fer.config.DEFAULT_MODEL_DIR), backend)
+    """The recognizer for a model folder (default: `ferlens.config.DEFAULT_MODEL_DIR`), loaded once per process."""
+    return _load_recognizer(str(model_dir or ferlens.config.DEFAULT_MODEL_DIR), backend)
 
 
 @st.cache_resource(show_spinner="Loading the emotion model ...")
@@ -122,7 +122,7 @@ def probability_chart(face: Face, title: str = "") -> go.Figure:
 
 def upload_limit_mb() -> int:
     """The photo pages' per-file limit, to say it in words: what the decoder reads
-    (`fer.images.MAX_FILE_BYTES`), within the server's cap for any upload (.streamlit/config.toml,
+    (`ferlens.core.images.MAX_FILE_BYTES`), within the server's cap for any upload (.streamlit/config.toml,
     raised for the video page)."""
     return min(int(st.get_option("server.maxUploadSize")), MAX_FILE_BYTES // 2**20)
 
@@ -143,7 +143,7 @@ def annotated_example(model_dir: str) -> np.ndarray | None:
 
 
 #: The upload page's results table: percentages as a person reads them, narrow enough that every
-#: emotion fits at 1400 px without scrolling sideways (`fer.results.table_records` makes the rows).
+#: emotion fits at 1400 px without scrolling sideways (`ferlens.core.results.table_records` makes the rows).
 RESULTS_TABLE_COLUMNS = {
     "face": st.column_config.NumberColumn("#", width=40),
     "label": st.column_config.TextColumn("emotion", width=75),
@@ -154,7 +154,7 @@ RESULTS_TABLE_COLUMNS = {
 }
 
 #: What `python -m benchmarks.explain --app` measured for the upload page's "Why?".
-EXPLAIN_BENCHMARK = fer.config.PROJECT_ROOT / "benchmarks" / "explain_app.json"
+EXPLAIN_BENCHMARK = ferlens.config.PROJECT_ROOT / "benchmarks" / "explain_app.json"
 
 
 def explain_help(recognizer: EmotionRecognizer) -> str:
@@ -180,7 +180,7 @@ def show_explanations(recognizer: EmotionRecognizer, image: np.ndarray, faces: S
     """An occlusion map per face, in a grid: a progress bar in each face's place while it is computed
     (all faces share the model calls), then the map. Kept in the session, so that a rerun of the page
     (another switch, another photo) does not compute them again."""
-    from fer.explain import explain_faces
+    from ferlens.core.explain import explain_faces
 
     kept = st.session_state.setdefault("explanations", {})
     identity = (key, str(recognizer.model_dir), recognizer.tta, tuple((f.box, f.label) for f in faces))
@@ -213,7 +213,7 @@ def timeline_chart(times: np.ndarray, probabilities: np.ndarray, title: str, x_t
 
 
 #: What `python -m benchmarks.detectors` measured, for the live page's detector choice.
-DETECTOR_BENCHMARK = fer.config.PROJECT_ROOT / "benchmarks" / "detectors.json"
+DETECTOR_BENCHMARK = ferlens.config.PROJECT_ROOT / "benchmarks" / "detectors.json"
 
 
 @st.cache_data(show_spinner=False, max_entries=1)
@@ -436,7 +436,7 @@ def show_missing_figures(art: ModelArtifacts) -> None:
     why = "; ".join(art.problems) or "metrics.json does not record them"
     what = ", ".join(missing) if missing else "none of the headline figures"
     st.warning(escape_markdown(f"Figures missing for {art.name}: {what} ({why}).")
-               + f" Recompute them with `python -m fer.evaluate {escape_markdown(str(art.path))}`.")
+               + f" Recompute them with `python -m ferlens.training.evaluate {escape_markdown(str(art.path))}`.")
 
 
 def show_in_the_wild(art: ModelArtifacts, per_row: int = 4) -> None:

@@ -1,7 +1,7 @@
 """What the video page keeps per visitor, and where: as little as possible in memory.
 
 Streamlit holds an upload's bytes in memory for the whole session (`app_pages.uploads`). The page
-therefore moves each new upload into the visitor's `fer.serving.ScratchFolder` at once and hands
+therefore moves each new upload into the visitor's `ferlens.core.serving.ScratchFolder` at once and hands
 the bytes back; the analysis reads the file from disk and writes the annotated copy beside it.
 The session state holds paths and the analysis (faces and timelines, a few MB at most), never a
 video's bytes. A new video, or new settings, replace the previous files; the folder goes when the
@@ -21,8 +21,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from app_pages.uploads import hand_back
-from fer.serving import ScratchFolder, save_stream
-from fer.video import InvalidVideoError, VideoAnalysis, VideoInfo, check_app_limits, probe_video
+from ferlens.core.serving import ScratchFolder, save_stream
+from ferlens.core.video import InvalidVideoError, VideoAnalysis, VideoInfo, check_app_limits, probe_video
 
 UPLOAD_KEY = "video_upload"
 _SCRATCH, _VIDEO, _RESULTS = "video_scratch", "video_stored", "video_results"

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "app_load.md")
     args = parser.parse_args(argv)
-    from fer.machine import machine_summary
+    from ferlens.machine import machine_summary
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp, serve_app(Path(tmp) / "streamlit.log") as (url, pid):

@@ -1,6 +1,6 @@
 """Batch throughput, local against Ray: `python -m benchmarks.batch [--photos 2000] [--video-minutes 3]`.
 
-The same inputs (ExpW photos, and a synthetic video of two moving faces) through `fer.batch` with the
+The same inputs (ExpW photos, and a synthetic video of two moving faces) through `ferlens.core.batch` with the
 local engine and with Ray Data on 1 and 2 workers, each run in a fresh results directory and a fresh
 process (a local Ray cluster started by the job itself). Prints and writes benchmarks/batch.md with
 inputs and faces a second, Ray's overhead against the local engine at the same number of cores,
@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 
 from benchmarks import publish
-from fer.config import DEFAULT_EXPW_DIR, DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR
-from fer.machine import machine_summary
+from ferlens.config import DEFAULT_EXPW_DIR, DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR
+from ferlens.machine import machine_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).with_suffix(".md")
 
-#: (name, extra fer.batch arguments, cores it may use)
+#: (name, extra ferlens.core.batch arguments, cores it may use)
 RUNS = (
     ("local, 1 thread", ["--engine", "local"], 1),
     ("Ray, 1 worker", ["--engine", "ray", "--workers", "1"], 1),
@@ -57,15 +57,15 @@ def run(inputs: list[Path], out: Path, extra: list[str], cores: int, common: lis
     if "local" in extra:  # the local engine's one process: its ONNX Runtime / LiteRT threads
         env["OMP_NUM_THREADS"] = str(cores)
         extra = [*extra, "--threads", str(cores)]
-    command = [sys.executable, "-m", "fer.batch", *map(str, inputs), "--out", str(out), *common, *extra]
+    command = [sys.executable, "-m", "ferlens.core.batch", *map(str, inputs), "--out", str(out), *common, *extra]
     timings = []
     for _ in range(2):  # the second run finds every input done: what is left is the fixed cost (start, plan)
         started = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         timings.append(time.perf_counter() - started)
         if done.returncode not in (0, 1):
-            raise SystemExit(f"fer.batch failed: {done.stderr[-2000:]}")
-    from fer.batch import ResultsDir
+            raise SystemExit(f"ferlens.core.batch failed: {done.stderr[-2000:]}")
+    from ferlens.core.batch import ResultsDir
 
     return {"seconds": timings[0], "fixed": timings[1], **ResultsDir.counts_of(out)}
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`python -m benchmarks.batch --photos {args.photos} --video-minutes {args.video_minutes:g}` on "
         f"{machine_summary()}. Model `{Path(args.model).name}`, TTA `{args.tta}`, videos at {args.fps:g} frames a second"
-        f"{'; ' + args.note if args.note else ''}. Each run is a fresh `python -m fer.batch` process and results "
+        f"{'; ' + args.note if args.note else ''}. Each run is a fresh `python -m ferlens.core.batch` process and results "
         "directory; a Ray run starts its own local cluster (about 10 s, included).",
         "",
         "The fixed cost is the same command rerun on its finished directory (process and cluster start, planning);",
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({math.ceil(cores_video / 16)} nodes of 16 cores).",
         f"- The photo model (`{PHOTO_MODEL_DIR.name}`, ten-crop) costs several times the live model a face: rerun with "
         f"`--model {PHOTO_MODEL_DIR.relative_to(ROOT)} --tta ten-crop` for its rate before sizing a photo job on it.",
-        "- On an existing cluster: `ray job submit --address http://HEAD:8265 --working-dir . -- python -m fer.batch "
+        "- On an existing cluster: `ray job submit --address http://HEAD:8265 --working-dir . -- python -m ferlens.core.batch "
         "LIST.txt --out s3-or-shared-path --engine ray --address auto` (Ray Jobs); on Kubernetes, the same entry point "
         "as a KubeRay `RayJob`. Inputs and RESULTS_DIR must be on storage every node reads (NFS, or a mounted bucket).",
     ]

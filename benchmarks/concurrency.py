@@ -27,10 +27,10 @@ WORKER = r"""
 import json, resource, statistics, sys, threading, time
 import cv2, numpy as np
 from skimage import data
-from fer.config import PHOTO_MODEL_DIR
-from fer.memory import return_large_blocks
-from fer.recognition import EmotionRecognizer
-from fer.tta import PHOTO_TTA
+from ferlens.config import PHOTO_MODEL_DIR
+from ferlens.core.memory import return_large_blocks
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.core.tta import PHOTO_TTA
 
 callers, per_caller = int(sys.argv[1]), int(sys.argv[2])
 return_large_blocks()  # as the app does
@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "concurrency.md")
     args = parser.parse_args(argv)
-    from fer.detectors import PHOTO_DETECTOR
-    from fer.machine import machine_summary
-    from fer.pool import DEFAULT_POOL_SIZE
+    from ferlens.core.detectors import PHOTO_DETECTOR
+    from ferlens.machine import machine_summary
+    from ferlens.pool import DEFAULT_POOL_SIZE
 
     lines = [
         "# One shared recognizer under concurrent callers",

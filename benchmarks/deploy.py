@@ -254,7 +254,7 @@ def clone_sizes(rev: str, folder: Path) -> dict[str, float]:
 
 
 def cpu_line() -> str:
-    from fer.machine import cpu_flags, cpu_model_name
+    from ferlens.machine import cpu_flags, cpu_model_name
 
     flags = cpu_flags() or frozenset()
     marks = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in ("avx512f", "avx2"))
@@ -343,7 +343,8 @@ def render(report: dict) -> list[str]:
         "# What a deploy installs, clones and holds in memory",
         "",
         f"Written by `python -m benchmarks.deploy` on {report['date']} at commit {report['head']}, on {report['cpu']}. "
-        "A training run (`fer.train`) was using the same CPU throughout, and other engineers' tests and benchmarks at "
+        "A training run (`ferlens.training.train`) was using the same CPU throughout, and other engineers' tests and "
+        "benchmarks at "
         "times: every time here is longer than on an idle machine (see the load column); the memory figures and sizes "
         "are not affected.",
         "",

@@ -1,7 +1,7 @@
 """The face detectors side by side: `python -m benchmarks.detectors [--fer-package-dir DIR]`.
 
 1. ExpW web photos (800 drawn with seed 0): faces found (IoU >= 0.3 with the labelled box, as
-   `fer.wild` counts it), other detections per photo, ms a photo.
+   `ferlens.training.wild` counts it), other detections per photo, ms a photo.
 2. False faces on face-free pictures (`benchmarks.face_free`).
 3. Speed on one thread: detection on a 1280x960 photo; `predict` on a 640x480 frame with one face
    (`EmotionRecognizer()` with each photo detector), beside the `fer` package's `detect_emotions`
@@ -60,9 +60,9 @@ def timed_ms(fn, repeats: int) -> float:
 
 
 def expw_rows(names: list[str]) -> list[dict]:
-    from fer.detectors import make_detector
-    from fer.images import read_image
-    from fer.wild import load_labels, match_face
+    from ferlens.core.detectors import make_detector
+    from ferlens.core.images import read_image
+    from ferlens.training.wild import load_labels, match_face
 
     faces = load_labels()
     faces = random.Random(EXPW_SEED).sample(faces, min(EXPW_PHOTOS, len(faces)))
@@ -99,9 +99,9 @@ def face_frame(width: int, height: int) -> np.ndarray:
 
 
 def speed_rows(names: list[str], repeats: int) -> dict:
-    from fer.detectors import LIVE_DETECTORS, make_detector
-    from fer.recognition import EmotionRecognizer
-    from fer.video import LiveProcessor
+    from ferlens.core.detectors import LIVE_DETECTORS, make_detector
+    from ferlens.core.recognition import EmotionRecognizer
+    from ferlens.core.video import LiveProcessor
 
     cv2.setNumThreads(1)
     photo = face_frame(1280, 960)
@@ -153,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args(argv)
     from benchmarks.face_free import face_free_pictures, false_faces
-    from fer.detectors import PHOTO_DETECTOR, describe, detector_names
-    from fer.machine import machine_summary
+    from ferlens.core.detectors import PHOTO_DETECTOR, describe, detector_names
+    from ferlens.machine import machine_summary
 
     names = detector_names()
     expw = expw_rows(names)

@@ -4,7 +4,7 @@ How many of ExpW's labelled faces touch the picture's edge (the dataset's crops 
 original photo and clipped at its edges, so a labelled box at the crop's edge is a face at the
 photo's), how many of them the photo detector finds (BlazeFace as the upload page runs it, matched
 by the dataset's protocol, IoU >= 0.3), and whether a second look at the picture inside a border
-(`fer.detectors.border`: the faces found only then are added) finds more of them without false
+(`ferlens.core.detectors.border`: the faces found only then are added) finds more of them without false
 faces: counted on the face-free pictures of `benchmarks.face_free`, and as detections other than
 the labelled face on ExpW (which may be real faces: ExpW's crops show other people too).
 
@@ -23,12 +23,12 @@ import numpy as np
 
 from benchmarks import publish
 from benchmarks.face_free import face_free_pictures
-from fer.config import DEFAULT_EXPW_DIR
-from fer.detectors import PHOTO_DETECTOR, make_detector
-from fer.detectors.border import detect_with_border
-from fer.images import InvalidImageError, read_image
-from fer.machine import cpu_model_name
-from fer.wild import load_labels, match_face
+from ferlens.config import DEFAULT_EXPW_DIR
+from ferlens.core.detectors import PHOTO_DETECTOR, make_detector
+from ferlens.core.detectors.border import detect_with_border
+from ferlens.core.images import InvalidImageError, read_image
+from ferlens.machine import cpu_model_name
+from ferlens.training.wild import load_labels, match_face
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A labelled box within this many pixels of a border touches the edge.
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['others']:.3f} | {r['false']} ({', '.join(r['false_in']) or '-'}) | {r['cpu_ms']:.1f} |" for r in rows],
         "",
         "Chosen: the fewest false faces on the face-free pictures, then the most labelled faces found; the photo "
-        "pipeline uses it (`EDGE_PAD`, `EDGE_FILL`, `EDGE_MIN_SCORE` in `fer/detectors/border.py`, which a test "
+        "pipeline uses it (`EDGE_PAD`, `EDGE_FILL`, `EDGE_MIN_SCORE` in `ferlens/core/detectors/border.py`, which a test "
         "holds to this table). \"Other detections\" "
         "may be real faces (ExpW's crops show other people too): a rise there, with no new false face on the "
         "face-free pictures, is the border finding faces, not inventing them.",

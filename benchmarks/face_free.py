@@ -57,7 +57,7 @@ def face_free_pictures() -> list[tuple[str, np.ndarray]]:
     """Every face-free picture, as RGB uint8."""
     from skimage import data
 
-    from fer.images import as_rgb
+    from ferlens.core.images import as_rgb
 
     def picture(name: str) -> np.ndarray:
         image = getattr(data, name)()
@@ -70,7 +70,7 @@ def face_free_pictures() -> list[tuple[str, np.ndarray]]:
 def false_faces(detector_name: str, pictures: list[tuple[str, np.ndarray]]) -> tuple[int, list[str], float]:
     """Faces found in face-free pictures by a recognizer's detector as the upload page sets it up:
     (how many, in which pictures, ms a picture)."""
-    from fer.detectors import make_detector
+    from ferlens.core.detectors import make_detector
 
     detector = make_detector(detector_name)
     count, where, seconds = 0, [], 0.0
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "face_free.md")
     args = parser.parse_args(argv)
-    from fer.detectors import detector_names
-    from fer.machine import machine_summary
+    from ferlens.core.detectors import detector_names
+    from ferlens.machine import machine_summary
 
     pictures = face_free_pictures()
     lines = [

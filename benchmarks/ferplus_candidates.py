@@ -1,7 +1,7 @@
 """Every FER+ candidate model on every figure: `python -m benchmarks.ferplus_candidates DIR DIR ... --out FILE.md`.
 
 FER2013 and FER+ figures (PrivateTest for the record, PublicTest for choosing) are read from each
-folder's metrics.json, which `python -m fer.evaluate` writes and the tests recompute. ExpW figures
+folder's metrics.json, which `python -m ferlens.training.evaluate` writes and the tests recompute. ExpW figures
 are computed here through the upload page's pipeline: the photo detector runs once per photo
 (`benchmarks.wild_framing.matched_faces`), and every candidate classifies the same matched crops
 with the page's test-time augmentation, so the rows differ by their weights alone. ExpW is a
@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.wild_framing import matched_faces
-from fer.artifacts import METRICS_FILE
-from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, IMAGE_SIZE
-from fer.machine import machine_summary
-from fer.recognition import EmotionRecognizer, bounded_crop
-from fer.tta import PHOTO_TTA
-from fer.wild import load_labels, wild_report
+from ferlens.config import CLASS_NAMES, DEFAULT_EXPW_DIR, IMAGE_SIZE
+from ferlens.core.recognition import EmotionRecognizer, bounded_crop
+from ferlens.core.tta import PHOTO_TTA
+from ferlens.machine import machine_summary
+from ferlens.modelfolder.artifacts import METRICS_FILE
+from ferlens.training.wild import load_labels, wild_report
 
 
 def pct(value) -> str:

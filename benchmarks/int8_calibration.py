@@ -1,7 +1,7 @@
 """How much the INT8 export's accuracy depends on its calibration sample:
 `python -m benchmarks.int8_calibration [MODEL_DIR]` writes benchmarks/int8_calibration.md.
 
-`fer.export` calibrates the INT8 TFLite model's activation ranges on a seeded sample of
+`ferlens.training.export` calibrates the INT8 TFLite model's activation ranges on a seeded sample of
 `CALIBRATION_IMAGES` training faces. This converts the model again with other sample sizes and
 seeds and scores each conversion on PublicTest (the selection split) and PrivateTest (for the record),
 single centre crop. Nothing is written into the model folder.
@@ -14,12 +14,12 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import publish
-from fer.backends import TFLiteBackend
-from fer.config import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
-from fer.data import load_dataset
-from fer.evaluate import predict_split
-from fer.export import CALIBRATION_IMAGES, calibration_sample, export_tflite, load_checked_model
-from fer.machine import cpu_model_name, vector_extensions
+from ferlens.config import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
+from ferlens.machine import cpu_model_name, vector_extensions
+from ferlens.modelfolder.loading import TFLiteBackend
+from ferlens.training.data import load_dataset
+from ferlens.training.evaluate import predict_split
+from ferlens.training.export import CALIBRATION_IMAGES, calibration_sample, export_tflite, load_checked_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             backend = TFLiteBackend(export_tflite(model, Path(tmp) / "int8.tflite", calibration), "tflite-int8", None)
             val, test = (100 * float((predict_split(backend, split).argmax(1) == split.labels).mean())
                          for split in (data.val, data.test))
-        shipped = " (as `fer.export`)" if (size, seed) == (CALIBRATION_IMAGES, 0) else ""
+        shipped = " (as `ferlens.training.export`)" if (size, seed) == (CALIBRATION_IMAGES, 0) else ""
         rows.append(f"| {size}{shipped} | {seed} | {val:.2f} % | {test:.2f} % |")
         print(rows[-1], flush=True)
     return publish([

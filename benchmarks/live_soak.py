@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks import publish
 from benchmarks.app_server import CHROMIUM, CHROMIUM_ARGS, rss_mb, serve_app
-from fer.machine import machine_summary
+from ferlens.machine import machine_summary
 
 OUT_DIR = Path(__file__).resolve().parent
 SAMPLE_S = 30.0
@@ -111,10 +111,10 @@ def soak_in_process(minutes: float) -> list[str]:
 
     from skimage import data
 
-    from fer.config import DEFAULT_MODEL_DIR
-    from fer.recognition import EmotionRecognizer
-    from fer.tracks import LiveSession
-    from fer.video import LiveProcessor
+    from ferlens.config import DEFAULT_MODEL_DIR
+    from ferlens.core.recognition import EmotionRecognizer
+    from ferlens.core.tracks import LiveSession
+    from ferlens.core.video import LiveProcessor
 
     bgr = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     frames = [cv2.resize(np.roll(bgr, 8 * i, axis=1), (640, 480)) for i in range(30)]

@@ -27,14 +27,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fer import EmotionRecognizer  # noqa: E402
-from fer.artifacts import MODEL_FILE, ModelArtifacts, list_model_dirs  # noqa: E402
-from fer.backends import BACKEND_FILES, LIVE_BACKEND, available_backends, load_backend  # noqa: E402
-from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
-from fer.detectors import LIVE_DETECTOR, PHOTO_DETECTOR, box_iou  # noqa: E402
-from fer.drawing import draw_faces  # noqa: E402
-from fer.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES  # noqa: E402
-from fer.video import LIVE_FULL_SCAN_EVERY, LiveProcessor  # noqa: E402
+from ferlens.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
+from ferlens.core.detectors import LIVE_DETECTOR, PHOTO_DETECTOR, box_iou  # noqa: E402
+from ferlens.core.drawing import draw_faces  # noqa: E402
+from ferlens.core.recognition import EmotionRecognizer  # noqa: E402
+from ferlens.core.tta import DEFAULT_TTA, PHOTO_TTA, TTA_MODES  # noqa: E402
+from ferlens.core.video import LIVE_FULL_SCAN_EVERY, LiveProcessor  # noqa: E402
+from ferlens.modelfolder.artifacts import MODEL_FILE, ModelArtifacts, list_model_dirs  # noqa: E402
+from ferlens.modelfolder.loading import BACKEND_FILES, LIVE_BACKEND, available_backends, load_backend  # noqa: E402
 
 FORMATS = ("keras", "tflite", "tflite-int8", "onnx")
 
@@ -183,8 +183,8 @@ sys.path.insert(0, {root!r})
 sys.argv = ["x"]
 import numpy as np, cv2
 from benchmarks.run import make_frame, face_photo
-from fer import EmotionRecognizer
-from fer.drawing import draw_faces
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.core.drawing import draw_faces
 rec = EmotionRecognizer({model!r}, {backend!r}, threads=1)
 frame = make_frame(3, face_photo())
 rss = []
@@ -211,8 +211,8 @@ def memory_row(model_dir: Path, backend: str) -> dict:
 
 def paper_model_dir(tmp: Path) -> Path:
     """The paper architecture with random weights, exported like the shipped model, for scale."""
-    from fer.export import export_onnx, export_tflite
-    from fer.models import build_model
+    from ferlens.training.architectures import build_model
+    from ferlens.training.export import export_onnx, export_tflite
 
     model = build_model("paper")
     model.save(tmp / MODEL_FILE)
@@ -259,7 +259,7 @@ def render(report: dict) -> str:
     lines += ["", f"## Memory (1,000 frames with 3 faces, half-resolution detection, backend {m['backend']})", "",
               f"Peak RSS {m['peak_rss_mb']:.0f} MB; RSS after 100 frames {m['rss_after_100']:.1f} MB, after 1,000 "
               f"{m['rss_after_1000']:.1f} MB (growth {m['growth_mb']:+.1f} MB).", "",
-              "## Model size and accuracy per format (accuracy from metrics.json, written by `fer.evaluate`)", "",
+              "## Model size and accuracy per format (accuracy from metrics.json, written by `ferlens.training.evaluate`)", "",
               f"Parameters: {report['parameters']:,}", "",
               "| format | file | size (MB) | PrivateTest accuracy |", "|---|---|---|---|"]
     for name, f in report["formats"].items():
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
     args = parser.parse_args(argv)
-    from fer.train import hardware_description  # imports TensorFlow: keep it out of the memory subprocess
+    from ferlens.training.train import hardware_description  # imports TensorFlow: keep it out of the memory subprocess
 
     metrics = ModelArtifacts.load(args.model).metrics
     # The formats the pages would load: the same choice, manifest checks and fallbacks included.

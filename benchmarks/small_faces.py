@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 
 from benchmarks.wild_framing import matched_faces
-from fer.config import DEFAULT_DATA_DIR, DEFAULT_EXPW_DIR, FACE_MARGIN, IMAGE_SIZE
-from fer.data import load_dataset
-from fer.recognition import EmotionRecognizer, bounded_crop
-from fer.wild import load_labels
+from ferlens.config import DEFAULT_DATA_DIR, DEFAULT_EXPW_DIR, FACE_MARGIN, IMAGE_SIZE
+from ferlens.core.recognition import EmotionRecognizer, bounded_crop
+from ferlens.training.data import load_dataset
+from ferlens.training.wild import load_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 

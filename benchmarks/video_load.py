@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="an environment variable for the server, e.g. FER_SERVER_MEMORY_MB=2048")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "video_load.md")
     args = parser.parse_args(argv)
-    from fer.machine import machine_summary
+    from ferlens.machine import machine_summary
 
     env = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,11 +27,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, PHOTO_MODEL_DIR
-from fer.framing import crop_face
-from fer.recognition import EmotionRecognizer
-from fer.tta import PHOTO_TTA
-from fer.wild import load_labels, pipeline_answer
+from ferlens.config import CLASS_NAMES, DEFAULT_EXPW_DIR, PHOTO_MODEL_DIR
+from ferlens.core.framing import crop_face
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.core.tta import PHOTO_TTA
+from ferlens.training.wild import load_labels, pipeline_answer
 
 ROOT = Path(__file__).resolve().parent.parent
 

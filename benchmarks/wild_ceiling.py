@@ -24,10 +24,10 @@ import numpy as np
 
 from benchmarks import publish
 from benchmarks.wild_framing import matched_faces
-from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, FACE_MARGIN, IMAGE_SIZE, PHOTO_MODEL_DIR
-from fer.recognition import EmotionRecognizer, bounded_crop
-from fer.tta import PHOTO_TTA
-from fer.wild import load_labels
+from ferlens.config import CLASS_NAMES, DEFAULT_EXPW_DIR, FACE_MARGIN, IMAGE_SIZE, PHOTO_MODEL_DIR
+from ferlens.core.recognition import EmotionRecognizer, bounded_crop
+from ferlens.core.tta import PHOTO_TTA
+from ferlens.training.wild import load_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, IMAGE_SIZE
-from fer.images import as_gray
-from fer.recognition import EmotionRecognizer, bounded_crop
-from fer.wild import load_labels, pipeline_answer, wild_report
+from ferlens.config import CLASS_NAMES, DEFAULT_EXPW_DIR, IMAGE_SIZE
+from ferlens.core.images import as_gray
+from ferlens.core.recognition import EmotionRecognizer, bounded_crop
+from ferlens.training.wild import load_labels, pipeline_answer, wild_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ OFFSETS = (-0.05, 0.0, 0.05, 0.1)
 
 def matched_faces(recognizer: EmotionRecognizer, faces) -> tuple[list, np.ndarray]:
     """(gray image, matched box) per labelled face, box None when the detector missed it (or the file
-    cannot be read): `fer.wild.pipeline_answer`'s detection and matching, the gray image beside it."""
+    cannot be read): `ferlens.training.wild.pipeline_answer`'s detection and matching, the gray image beside it."""
     detecting = recognizer.with_settings(tta="none")  # only the boxes are used here: no augmented views
     found = []
     for i, face in enumerate(faces):

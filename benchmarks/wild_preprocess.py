@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 
 from benchmarks import publish
-from fer.config import CLASS_NAMES, IMAGE_SIZE, PHOTO_MODEL_DIR
-from fer.framing import crop_face
-from fer.images import read_image
-from fer.machine import machine_summary
-from fer.recognition import EmotionRecognizer
-from fer.tta import predict_with_tta
-from fer.wild import load_labels, match_face
+from ferlens.config import CLASS_NAMES, IMAGE_SIZE, PHOTO_MODEL_DIR
+from ferlens.core.framing import crop_face
+from ferlens.core.images import read_image
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.core.tta import predict_with_tta
+from ferlens.machine import machine_summary
+from ferlens.training.wild import load_labels, match_face
 
 OUT = Path(__file__).with_suffix(".md")
 Crop = Callable[[np.ndarray, tuple], np.ndarray]

@@ -19,18 +19,18 @@ import pytest  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fer.config import CLASS_NAMES, CSV_EMOTION_ORDER, DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
+from ferlens.config import CLASS_NAMES, CSV_EMOTION_ORDER, DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     """Keep the decoded-array cache of synthetic datasets out of the user's home."""
-    import fer.data
+    import ferlens.training.data
 
-    real = fer.data.CACHE_DIR
-    fer.data.CACHE_DIR = tmp_path_factory.mktemp("cache")
+    real = ferlens.training.data.CACHE_DIR
+    ferlens.training.data.CACHE_DIR = tmp_path_factory.mktemp("cache")
     yield
-    fer.data.CACHE_DIR = real
+    ferlens.training.data.CACHE_DIR = real
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +42,9 @@ def fer2013_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def fer2013(fer2013_dir):
-    import fer.data
+    import ferlens.training.data
 
-    return fer.data.load_dataset(fer2013_dir)
+    return ferlens.training.data.load_dataset(fer2013_dir)
 
 
 @pytest.fixture(scope="session")
@@ -52,13 +52,13 @@ def fer2013_ferplus(fer2013):
     """FER2013 with the FER+ votes joined (new Split objects: the shared `fer2013` stays as it is)."""
     from dataclasses import replace
 
-    import fer.ferplus
-    from fer.config import DEFAULT_FERPLUS_DIR
+    import ferlens.training.ferplus
+    from ferlens.config import DEFAULT_FERPLUS_DIR
 
     if not (DEFAULT_FERPLUS_DIR / "labels.csv").is_file():
         pytest.skip(f"FER+ votes not found at {DEFAULT_FERPLUS_DIR} (set FERPLUS_DIR); CI has them")
     data = replace(fer2013, train=replace(fer2013.train), val=replace(fer2013.val), test=replace(fer2013.test))
-    fer.ferplus.attach_votes(data, DEFAULT_FERPLUS_DIR)
+    ferlens.training.ferplus.attach_votes(data, DEFAULT_FERPLUS_DIR)
     return data
 
 

@@ -19,8 +19,9 @@ CHILD_PRELUDE = textwrap.dedent("""
     import json, os, resource, sys, time, warnings
     warnings.simplefilter("ignore")
     import numpy as np
-    from fer import EmotionRecognizer, InvalidImageError
-    from fer.config import DEFAULT_MODEL_DIR
+    from ferlens.core.recognition import EmotionRecognizer
+    from ferlens.core.images import InvalidImageError
+    from ferlens.config import DEFAULT_MODEL_DIR
 
     def status(key):
         for line in open("/proc/self/status"):

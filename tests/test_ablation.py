@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from fer.ablation import PAPER_REPORTED_CURVE, ablation_rows, config_changes, main, paper_curve, render
-from fer.artifacts import ModelArtifacts
-from fer.config import MODELS_DIR
+from ferlens.config import MODELS_DIR
+from ferlens.modelfolder.artifacts import ModelArtifacts
+from ferlens.training.ablation import PAPER_REPORTED_CURVE, ablation_rows, config_changes, main, paper_curve, render
 
 
 def _run(folder, config: dict, val_acc: float, epochs: int):
@@ -141,7 +141,7 @@ def test_a_prior_shift_is_one_change_and_ferplus_figures_have_their_column(tmp_p
     metrics["ferplus"] = {"val": {"accuracy": 0.797}, "test": {"accuracy": 0.778}}
     (shifted / "metrics.json").write_text(json.dumps(metrics))
     rows = ablation_rows([ModelArtifacts.load(base), ModelArtifacts.load(shifted)])
-    assert rows[1]["change"] == ("class prior shifted (`fer.prior`): tau FER+ 0.125, tau balance 0.0, "
+    assert rows[1]["change"] == ("class prior shifted (`ferlens.training.prior`): tau FER+ 0.125, tau balance 0.0, "
                                  "chosen on PublicTest: the mean")
     text = render(rows)
     assert "| n/a / n/a |" in text.splitlines()[6]  # the unshifted run was evaluated without votes

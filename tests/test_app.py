@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import fer.config
-from fer.backends import FORMAT_NAMES, LIVE_BACKEND, load_backend
-from fer.config import CLASS_NAMES, PROJECT_ROOT
+import ferlens.config
+from ferlens.config import CLASS_NAMES, PROJECT_ROOT
+from ferlens.modelfolder.loading import FORMAT_NAMES, LIVE_BACKEND, load_backend
 
 TIMEOUT = 120
 UPLOAD, LIVE, REPORT = "app_pages/1_Upload.py", "app_pages/2_Live_camera.py", "app_pages/3_Model_report.py"
@@ -56,8 +56,8 @@ def model_copy(tmp_path, photo_model_dir, monkeypatch):
     """A copy of the shipped photo model folder, made the model of every page, whose artifacts a test may damage."""
     folder = tmp_path / "copied-model"
     shutil.copytree(photo_model_dir, folder, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
-    monkeypatch.setattr(fer.config, "DEFAULT_MODEL_DIR", folder)
-    monkeypatch.setattr(fer.config, "PHOTO_MODEL_DIR", folder)
+    monkeypatch.setattr(ferlens.config, "DEFAULT_MODEL_DIR", folder)
+    monkeypatch.setattr(ferlens.config, "PHOTO_MODEL_DIR", folder)
     return folder
 
 
@@ -81,11 +81,11 @@ def test_home_shows_the_shipped_models_figures_and_picture(shipped_metrics):
     assert f"{shipped_metrics['model']['parameters'] / 1e6:.2f} M parameters" in captions
     assert f"ten-crop {100 * shipped_metrics['tta']['ten-crop']['test_accuracy']:.1f} %" in captions
     assert len(app.get("image")) == 1  # the annotated example photo
-    if fer.config.PHOTO_MODEL_DIR != fer.config.DEFAULT_MODEL_DIR:  # two models: the live one is named with its figure
+    if ferlens.config.PHOTO_MODEL_DIR != ferlens.config.DEFAULT_MODEL_DIR:  # two models: the live one is named with its figure
         # ... as served: the realtime backend's format (INT8 TFLite where the CPU has VNNI, else float), not the Keras original
-        live = json.loads((fer.config.DEFAULT_MODEL_DIR / "metrics.json").read_text())
-        served = load_backend(fer.config.DEFAULT_MODEL_DIR, LIVE_BACKEND).name
-        assert (f"live camera and video pages use {fer.config.DEFAULT_MODEL_DIR.name} "
+        live = json.loads((ferlens.config.DEFAULT_MODEL_DIR / "metrics.json").read_text())
+        served = load_backend(ferlens.config.DEFAULT_MODEL_DIR, LIVE_BACKEND).name
+        assert (f"live camera and video pages use {ferlens.config.DEFAULT_MODEL_DIR.name} "
                 f"({100 * live['formats'][served]['test_accuracy']:.1f} % PrivateTest accuracy in "
                 f"{FORMAT_NAMES[served]}, the form those pages run)") in _plain(captions)
     if "in_the_wild" not in shipped_metrics:
@@ -133,13 +133,13 @@ def test_home_with_a_damaged_metrics_file_shows_the_model_and_names_the_missing_
     assert any("copied-model" in _plain(s.value) for s in app.subheader)
     assert len(app.get("image")) == 1  # the model itself still works
     warning = _plain(" ".join(w.value for w in app.warning))
-    assert "PrivateTest accuracy" in warning and "metrics.json" in warning and "fer.evaluate" in warning
+    assert "PrivateTest accuracy" in warning and "metrics.json" in warning and "ferlens.training.evaluate" in warning
     assert "could not be loaded" not in _text(app) and not app.error
 
 
 def test_home_shows_a_model_load_warning(monkeypatch):
     import app_pages.ui
-    from fer.recognition import EmotionRecognizer
+    from ferlens.core.recognition import EmotionRecognizer
 
     def with_warning(model_dir, backend):
         recognizer = EmotionRecognizer(model_dir, backend)
@@ -182,13 +182,13 @@ def test_upload_page_test_time_augmentation_setting():
     tta.set_value("none").run()
     single = app.dataframe[0].value
     assert list(single["box (x, y, w, h)"]) == list(ten_crop["box (x, y, w, h)"])  # same face ...
-    emotions = list(fer.config.CLASS_NAMES)  # shown to 0.1 %: one emotion alone may round alike
+    emotions = list(ferlens.config.CLASS_NAMES)  # shown to 0.1 %: one emotion alone may round alike
     assert single[emotions].values.tolist() != ten_crop[emotions].values.tolist()  # ... other probabilities
     assert not app.exception
 
 
 def test_upload_page_detection_settings_start_at_the_detectors_defaults():
-    from fer.detectors import PHOTO_DETECTOR, make_detector
+    from ferlens.core.detectors import PHOTO_DETECTOR, make_detector
 
     app = _run(UPLOAD)
     assert app.selectbox(key="detector").value == PHOTO_DETECTOR
@@ -217,16 +217,16 @@ def test_group_photo_faces_are_numbered_in_reading_order_everywhere(group_photo)
 
 def test_every_failing_photo_gets_one_line_and_the_batch_goes_on(monkeypatch, astronaut_rgb):
     """Issue 12 §3: unreadable, too small and internally failing photos each get a one-line message."""
-    import fer.photos
+    import ferlens.core.photos
 
-    real_fit = fer.photos.fit_for_display
+    real_fit = ferlens.core.photos.fit_for_display
 
     def fail_on_333(image, faces, *args, **kwargs):  # an unexpected error inside the pipeline
         if image.shape[:2] == (333, 333):
             raise cv2.error("OpenCV(4.10) resize.cpp:4152: error: (-215:Assertion failed) !ssize.empty()")
         return real_fit(image, faces, *args, **kwargs)
 
-    monkeypatch.setattr(fer.photos, "fit_for_display", fail_on_333)
+    monkeypatch.setattr(ferlens.core.photos, "fit_for_display", fail_on_333)
     files = [("tiny.png", _png(np.zeros((4, 4, 3), np.uint8)), "image/png"),
              ("broken.png", b"\x89PNG\r\n\x1a\n" + bytes(range(200)), "image/png"),
              ("odd.png", _png(np.full((333, 333, 3), 128, np.uint8)), "image/png"),
@@ -376,15 +376,15 @@ def test_report_page_shows_the_artifacts_in_percent(shipped_metrics):
 def test_report_page_leads_with_the_served_models_and_keeps_trials_behind_a_switch(photo_model_dir):
     """Issue 42 §2: ten folders, four of them "(record only)", in name order; the served models now come
     first, then the photo model's members, and trials only when asked for."""
-    from fer.artifacts import MODEL_FILE, list_model_dirs
+    from ferlens.modelfolder.artifacts import MODEL_FILE, list_model_dirs
 
     folders = list_model_dirs(weights=False)
     records = sorted(p.name for p in folders if not (p / MODEL_FILE).exists())
     app = _run(REPORT)
     picker = app.selectbox(key="report-model")
     names = [option.split(":")[0] for option in picker.options]  # "fer-vgg-ensemble: reads photos (upload page)"
-    assert names[:2] == [fer.config.PHOTO_MODEL_DIR.name, fer.config.DEFAULT_MODEL_DIR.name]
-    assert picker.value.path.name == fer.config.PHOTO_MODEL_DIR.name  # the page opens on the photo model
+    assert names[:2] == [ferlens.config.PHOTO_MODEL_DIR.name, ferlens.config.DEFAULT_MODEL_DIR.name]
+    assert picker.value.path.name == ferlens.config.PHOTO_MODEL_DIR.name  # the page opens on the photo model
     members = json.loads((photo_model_dir / "train_config.json").read_text()).get("ensemble", {}).get("members", [])
     assert set(names[2:2 + len(members)]) == set(members)
     assert not set(records) & set(names)

@@ -1,4 +1,4 @@
-"""The model-folder contract (`fer.artifacts`): readers validate, writers never leave half a file."""
+"""The model-folder contract (`ferlens.modelfolder.artifacts`): readers validate, writers never leave half a file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fer.artifacts import METRICS_FILE, ModelArtifacts, checked_metrics, write_json
+from ferlens.modelfolder.artifacts import METRICS_FILE, ModelArtifacts, checked_metrics, write_json
 
 
 def test_figures_of_the_wrong_type_are_dropped_and_named():

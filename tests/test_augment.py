@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fer.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, cut_mix_batch, mix_batch
+from ferlens.training.augment import PHOTO_AUGMENT, AugmentConfig, augment_batch, cut_mix_batch, mix_batch
 
 IDENTITY = AugmentConfig(rotation_deg=0.0, zoom=0.0, shift_px=0.0, flip=False, brightness=(1.0, 1.0),
                          contrast=(1.0, 1.0), erase_prob=0.0)
@@ -52,7 +52,7 @@ def test_photo_preset_runs_on_a_batch(faces):
 
 
 def test_low_res_prob_flag_sets_only_that_share():
-    from fer import train as train_cli
+    from ferlens.training import train as train_cli
 
     plain = train_cli.augment_config(train_cli.parse_args(["--out", "y"]))
     low_res = train_cli.augment_config(train_cli.parse_args(["--out", "y", "--low-res-prob", "0.3"]))
@@ -65,7 +65,7 @@ def test_low_res_prob_flag_sets_only_that_share():
 
 
 def test_erase_prob_flag_sets_the_share_of_blanked_faces():
-    from fer import train as train_cli
+    from ferlens.training import train as train_cli
 
     erase = train_cli.augment_config(train_cli.parse_args(["--out", "y", "--photo-augment", "--erase-prob", "0.5"]))
     assert erase == replace(PHOTO_AUGMENT, erase_prob=0.5) and PHOTO_AUGMENT.erase_prob != 0.5
@@ -103,7 +103,7 @@ def test_mixup_blends_faces_and_targets_with_the_same_weight():
 
 
 def test_mixup_flag_is_recorded_and_checked():
-    from fer import train as train_cli
+    from ferlens.training import train as train_cli
 
     assert train_cli.augment_config(train_cli.parse_args(["--out", "y", "--mixup", "0.2"])) == replace(
         AugmentConfig(), mixup_alpha=0.2)
@@ -114,8 +114,8 @@ def test_mixup_flag_is_recorded_and_checked():
 
 
 def test_mixup_reaches_the_training_batches(kaggle_layout):
-    from fer import train as train_cli
-    from fer.data import load_dataset
+    from ferlens.training import train as train_cli
+    from ferlens.training.data import load_dataset
 
     data = load_dataset(kaggle_layout)
     config = train_cli.TrainConfig(batch_size=16, augment=replace(IDENTITY, mixup_alpha=1.0))
@@ -159,8 +159,8 @@ def test_cutmix_pastes_one_box_of_a_partner_and_blends_targets_by_its_area():
 
 
 def test_cutmix_flag_is_recorded_and_checked(kaggle_layout):
-    from fer import train as train_cli
-    from fer.data import load_dataset
+    from ferlens.training import train as train_cli
+    from ferlens.training.data import load_dataset
 
     assert train_cli.augment_config(train_cli.parse_args(["--out", "y", "--cutmix", "1"])) == replace(
         AugmentConfig(), cutmix_alpha=1.0)

@@ -1,4 +1,4 @@
-"""`fer.batch`: an archive analysed locally or on Ray, exactly the same rows, resumable without duplicates."""
+"""`ferlens.core.batch`: an archive analysed locally or on Ray, exactly the same rows, resumable without duplicates."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fer.batch import JobSettings, ResultsDir, main, run_job
-from fer.config import DEFAULT_MODEL_DIR, PROJECT_ROOT
-from fer.results import CSV_COLUMNS
+from ferlens.config import DEFAULT_MODEL_DIR, PROJECT_ROOT
+from ferlens.core.batch import JobSettings, ResultsDir, main, run_job
+from ferlens.core.results import CSV_COLUMNS
 from tests.media import two_faces_frames, write_video
 
 #: The fast live model for images too, so that the tests stay quick.
@@ -97,7 +97,7 @@ def test_its_lines_on_stderr_quote_a_name_with_a_newline(tmp_path, capsys):
 
 def test_killing_the_driver_loses_only_the_units_in_flight(archive, local_result, tmp_path):
     out = tmp_path / "results"
-    command = [sys.executable, "-m", "fer.batch", str(archive), "--out", str(out), "--model", str(DEFAULT_MODEL_DIR),
+    command = [sys.executable, "-m", "ferlens.core.batch", str(archive), "--out", str(out), "--model", str(DEFAULT_MODEL_DIR),
                "--part-units", "1", "--unit-seconds", "1"]
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     job = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)

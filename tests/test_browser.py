@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from benchmarks import app_server
-from fer.config import PROJECT_ROOT
+from ferlens.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.browser
 

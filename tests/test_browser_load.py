@@ -17,12 +17,12 @@ import cv2
 import pytest
 
 from benchmarks.app_load import upload_together, visitor_photos
-from fer.backends import PHOTO_BACKEND
-from fer.config import PHOTO_MODEL_DIR
-from fer.drawing import reading_order
-from fer.recognition import EmotionRecognizer
-from fer.results import face_summary
-from fer.tta import PHOTO_TTA
+from ferlens.config import PHOTO_MODEL_DIR
+from ferlens.core.drawing import reading_order
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.core.results import face_summary
+from ferlens.core.tta import PHOTO_TTA
+from ferlens.modelfolder.loading import PHOTO_BACKEND
 from tests import test_browser as shared
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SERVER_LOGS, _need_chromium
 

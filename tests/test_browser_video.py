@@ -12,8 +12,8 @@ import io
 import pytest
 
 from app_pages.video_session import file_types_text
-from fer.config import CLASS_NAMES, VIDEO_SUFFIXES
-from fer.results import CSV_COLUMNS
+from ferlens.config import CLASS_NAMES, VIDEO_SUFFIXES
+from ferlens.core.results import CSV_COLUMNS
 from tests import test_browser as shared
 from tests.media import two_faces_frames, write_video
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR, _need_chromium, _settle

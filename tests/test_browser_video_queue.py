@@ -21,10 +21,10 @@ import pytest
 from benchmarks import app_server
 from benchmarks.app_load import MemorySampler, in_browser_sessions
 from benchmarks.video_load import analyse_together
-from fer.backends import LIVE_BACKEND
-from fer.config import DEFAULT_MODEL_DIR
-from fer.recognition import EmotionRecognizer
-from fer.video import analyse_video, app_sampling, probe_video
+from ferlens.config import DEFAULT_MODEL_DIR
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.core.video import analyse_video, app_sampling, probe_video
+from ferlens.modelfolder.loading import LIVE_BACKEND
 from tests.media import two_faces_frames, write_video
 from tests.test_browser import SERVER_LOGS, _need_chromium
 

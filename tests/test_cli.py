@@ -1,4 +1,4 @@
-"""`python -m fer.predict`: images, folders, videos and CSV; every failure reported on one line, never fatal."""
+"""`python -m ferlens.core.predict`: images, folders, videos and CSV; every failure reported on one line, never fatal."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import sys
 import pytest
 from PIL import Image
 
-from fer import predict
-from fer.config import CLASS_NAMES, PROJECT_ROOT
-from fer.results import CSV_COLUMNS
+from ferlens.config import CLASS_NAMES, PROJECT_ROOT
+from ferlens.core import predict
+from ferlens.core.results import CSV_COLUMNS
 from tests.media import two_faces_frames, write_video
 
 
@@ -58,8 +58,8 @@ def test_text_output_and_exit_codes(shipped_model_dir, photo, tmp_path, capsys):
 
 
 def test_images_get_the_photo_model_and_videos_the_real_time_one(photo, video, tmp_path, capsys):
-    from fer.backends import LIVE_BACKEND, PHOTO_BACKEND, expected_format, realtime_order
-    from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR
+    from ferlens.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR
+    from ferlens.modelfolder.loading import LIVE_BACKEND, PHOTO_BACKEND, expected_format, realtime_order
 
     assert predict.main([str(photo), str(video), "--fps", "10", "--json"]) == 0
     models = json.loads(capsys.readouterr().out)["models"]
@@ -150,12 +150,12 @@ def _one_usage_error(capsys, argv: list[str]) -> str:
         predict.main(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("python -m fer.predict: error: "), err
+    assert err.count("\n") == 1 and err.startswith("python -m ferlens.core.predict: error: "), err
     return err
 
 
 def test_an_empty_path_is_refused_instead_of_walking_the_current_folder(photo, capsys):
-    """`python -m fer.predict "$PHOTOS"` with the variable unset: "" would become "." and walk everything."""
+    """`python -m ferlens.core.predict "$PHOTOS"` with the variable unset: "" would become "." and walk everything."""
     assert "argument PATH: an empty path" in _one_usage_error(capsys, [""])
     assert "argument PATH: an empty path" in _one_usage_error(capsys, [str(photo), " "])
     assert "argument --model: an empty path" in _one_usage_error(capsys, [str(photo), "--model", ""])
@@ -241,7 +241,7 @@ def test_a_full_disk_is_one_line_naming_the_output_not_the_image(shipped_model_d
     error blamed on the image."""
     to_full = "--csv" not in args or "-" in args
     with open("/dev/full" if to_full else os.devnull, "w") as stdout:
-        done = subprocess.run([sys.executable, "-m", "fer.predict", str(photo), str(photo), *args,
+        done = subprocess.run([sys.executable, "-m", "ferlens.core.predict", str(photo), str(photo), *args,
                                *_model(shipped_model_dir), "--backend", "onnx"],
                               cwd=PROJECT_ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
     lines = [line for line in done.stderr.splitlines() if not line.startswith("warning: ")]
@@ -253,7 +253,7 @@ def test_a_closed_pipe_is_one_line_and_stops_the_run(shipped_model_dir, photo):
     read_end, write_end = os.pipe()
     os.close(read_end)  # `... | head -1` that has already quit
     try:
-        done = subprocess.run([sys.executable, "-m", "fer.predict", str(photo), str(photo), "--csv", "-",
+        done = subprocess.run([sys.executable, "-m", "ferlens.core.predict", str(photo), str(photo), "--csv", "-",
                                *_model(shipped_model_dir), "--backend", "onnx"],
                               cwd=PROJECT_ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
     finally:
@@ -283,7 +283,7 @@ def test_pipes_devices_and_odd_names_fail_alone_in_one_line(shipped_model_dir, p
     not_video = tmp_path / "fake.mp4"
     not_video.write_text("plain text")
     bad_inputs = [fifo, "/dev/zero", long_name, tmp_path / "missing.png", not_video, tmp_path / "fifo-dir" / "none.webm"]
-    command = [sys.executable, "-m", "fer.predict", str(photo), *map(str, bad_inputs), str(video), "--every", "10",
+    command = [sys.executable, "-m", "ferlens.core.predict", str(photo), *map(str, bad_inputs), str(video), "--every", "10",
                *_model(shipped_model_dir)]
     done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr

@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
-from fer.config import PHOTO_MODEL_DIR
-from fer.pool import InstancePool
-from fer.recognition import EmotionRecognizer
-from fer.video import LiveProcessor
+from ferlens.config import PHOTO_MODEL_DIR
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.core.video import LiveProcessor
+from ferlens.pool import InstancePool
 
 THREADS = 8
 ROUNDS = 3

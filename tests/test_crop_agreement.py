@@ -1,7 +1,7 @@
 """The 48x48 face a model is trained on and the one it is served are framed alike.
 
-Training on a folder of ordinary photos (`fer.data.load_dataset(..., crop_faces=True)`) crops each
-photo to its largest face with the photo detector, `fer.framing.crop_face` and `FACE_MARGIN`. Serving
+Training on a folder of ordinary photos (`ferlens.training.data.load_dataset(..., crop_faces=True)`) crops each
+photo to its largest face with the photo detector, `ferlens.core.framing.crop_face` and `FACE_MARGIN`. Serving
 (`EmotionRecognizer.predict`: the upload page, the CLI) detects with its own detector and crops with
 `bounded_crop` and its `margin`. Those are two code paths (OpenCV decodes the training file, Pillow
 the served one); this checks that they hand the classifier the very same pixels.
@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from fer.config import FACE_MARGIN, IMAGE_SIZE
-from fer.data import load_dataset
-from fer.detectors import box_iou
-from fer.framing import crop_face
-from fer.recognition import EmotionRecognizer
+from ferlens.config import FACE_MARGIN, IMAGE_SIZE
+from ferlens.core.detectors import box_iou
+from ferlens.core.framing import crop_face
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.training.data import load_dataset
 
 #: Where the astronaut photo is pasted on the canvas, and where her face then is (x, y, w, h).
 PASTE_AT = (200, 40)

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fer.config import CLASS_NAMES
-from fer.data import DatasetError, class_weights, load_dataset
+from ferlens.config import CLASS_NAMES
+from ferlens.training.data import DatasetError, class_weights, load_dataset
 from tests.conftest import synthetic_face
 
 

@@ -1,4 +1,4 @@
-"""Growing a trained net into a deeper one (fer.deepen), and the training run that starts from it."""
+"""Growing a trained net into a deeper one (ferlens.training.deepen), and the training run that starts from it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from fer import train as train_cli
-from fer.deepen import grow
-from fer.models import build_model
+from ferlens.training import train as train_cli
+from ferlens.training.architectures import build_model
+from ferlens.training.deepen import grow
 
 
 def trained_looking_vgg(seed: int) -> keras.Model:

@@ -20,7 +20,7 @@ import pytest
 
 from benchmarks import app_server, deploy
 from benchmarks.app_load import upload_together, visitor_photos
-from fer.config import PROJECT_ROOT
+from ferlens.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -104,10 +104,10 @@ def test_a_deploy_carries_the_weights_it_serves_and_no_others():
     model.keras (the ensemble is rebuilt from them); every other tracked folder keeps its record alone."""
     import json
 
-    from fer.artifacts import list_model_dirs
-    from fer.backends import BACKEND_FILES
-    from fer.config import DEFAULT_MODEL_DIR, MODELS_DIR, PHOTO_MODEL_DIR
-    from fer.manifest import MODEL_SUFFIXES, read_manifest
+    from ferlens.config import DEFAULT_MODEL_DIR, MODELS_DIR, PHOTO_MODEL_DIR
+    from ferlens.modelfolder.artifacts import list_model_dirs
+    from ferlens.modelfolder.loading import BACKEND_FILES
+    from ferlens.modelfolder.manifest import MODEL_SUFFIXES, read_manifest
 
     tracked = _tracked_model_files()
     served = {DEFAULT_MODEL_DIR.name, PHOTO_MODEL_DIR.name}

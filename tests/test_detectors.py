@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-import fer.config
-import fer.detectors.blazeface as blazeface
+import ferlens.config
+import ferlens.core.detectors.blazeface as blazeface
 from benchmarks.face_free import face_free_pictures, false_faces
-from fer.config import DEFAULT_EXPW_DIR
-from fer.detectors import (
+from ferlens.config import DEFAULT_EXPW_DIR
+from ferlens.core.detectors import (
     FALLBACK_PHOTO_DETECTOR,
     MERGE_IOU,
     PHOTO_DETECTOR,
@@ -23,11 +23,11 @@ from fer.detectors import (
     detector_names,
     make_detector,
 )
-from fer.detectors.border import EDGE_MIN_SCORE
-from fer.drawing import reading_order
-from fer.images import read_image
-from fer.recognition import EmotionRecognizer
-from fer.wild import load_labels, match_face
+from ferlens.core.detectors.border import EDGE_MIN_SCORE
+from ferlens.core.drawing import reading_order
+from ferlens.core.images import read_image
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.training.wild import load_labels, match_face
 
 pytest.importorskip("dlib")
 
@@ -193,7 +193,7 @@ def test_a_face_cut_by_the_pictures_edge_is_found_by_a_second_look_inside_a_bord
     assert box_iou(found[0].box, (x - 220, y, w, h)) > 0.5 and found[0].box[0] < 0
     assert detect_with_border(detector, astronaut_rgb) == detector.detect(astronaut_rgb)  # nothing moved or added
     assert detect_with_border(detector, cut, pad=0.0) == []
-    model = fer.config.DEFAULT_MODEL_DIR
+    model = ferlens.config.DEFAULT_MODEL_DIR
     assert len(EmotionRecognizer(model).predict(cut, color_order="rgb")) == 1  # photos get the second look
     assert EmotionRecognizer(model, edge_pad=0.0).predict(cut, color_order="rgb") == []
     with pytest.raises(ValueError, match="filled"):
@@ -253,9 +253,9 @@ def test_the_border_in_use_is_the_one_the_benchmark_chose():
     """benchmarks/edge_faces.md marks the variant its rule chose; the photo pipeline must run that one."""
     import re
 
-    from fer.detectors import border
+    from ferlens.core.detectors import border
 
-    report = fer.config.PROJECT_ROOT / "benchmarks" / "edge_faces.md"
+    report = ferlens.config.PROJECT_ROOT / "benchmarks" / "edge_faces.md"
     if not report.exists():
         pytest.skip("benchmarks/edge_faces.md has not been generated (python -m benchmarks.edge_faces)")
     chosen = re.search(r"^\| (.*) \(\*\*chosen\*\*\) \|", report.read_text(), re.MULTILINE).group(1)

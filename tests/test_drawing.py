@@ -8,9 +8,9 @@ import itertools
 import numpy as np
 import pytest
 
-from fer.config import CLASS_NAMES, EMOTION_COLORS
-from fer.drawing import contrast_ratio, draw_faces, fit_for_display, ink_for, place_labels, reading_order, tag_scale
-from fer.recognition import Face
+from ferlens.config import CLASS_NAMES, EMOTION_COLORS
+from ferlens.core.drawing import contrast_ratio, draw_faces, fit_for_display, ink_for, place_labels, reading_order, tag_scale
+from ferlens.core.recognition import Face
 
 
 def _face(box, label="happy", confidence=0.88, **extra) -> Face:
@@ -122,11 +122,12 @@ def test_neutral_grey_box_stays_visible_on_a_grey_background():
 
 
 def test_numbers_and_track_ids_are_drawn_into_the_label(monkeypatch):
-    import fer.drawing
+    import ferlens.core.drawing
 
     drawn = []
-    real = fer.drawing.cv2.putText
-    monkeypatch.setattr(fer.drawing.cv2, "putText", lambda img, text, *a, **k: drawn.append(text) or real(img, text, *a, **k))
+    real = ferlens.core.drawing.cv2.putText
+    monkeypatch.setattr(ferlens.core.drawing.cv2, "putText",
+                        lambda img, text, *a, **k: drawn.append(text) or real(img, text, *a, **k))
     image = np.zeros((240, 320, 3), np.uint8)
     draw_faces(image, [_face((20, 20, 80, 80)), _face((200, 20, 80, 80))], numbers=[1, 2])
     draw_faces(image, [_face((20, 20, 80, 80), label="sad", confidence=0.5, track_id=7)], color_order="bgr")

@@ -1,4 +1,4 @@
-"""Ensembles (fer.ensemble): one model folder whose output is the mean of its members', on synthetic data."""
+"""Ensembles (ferlens.training.ensemble): one model folder whose output is the mean of its members', on synthetic data."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from fer import ensemble as ensemble_cli
-from fer import train as train_cli
-from fer.backends import load_backend
-from fer.recognition import EmotionRecognizer
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.modelfolder.loading import load_backend
+from ferlens.training import ensemble as ensemble_cli
+from ferlens.training import train as train_cli
 from tests.conftest import write_kaggle_layout
 
 FAST = ["--batch-size", "16", "--architecture", "vgg-fast"]
@@ -68,7 +68,7 @@ def test_ensemble_hardware_names_each_member_only_when_they_differ(tmp_path):
 
 
 def test_ensemble_exports_agree_with_keras(two_runs, tmp_path):
-    from fer.export import export_all
+    from ferlens.training.export import export_all
 
     out = tmp_path / "ensemble"
     ensemble_cli.ensemble_dirs(two_runs, out)
@@ -98,7 +98,7 @@ def test_bad_ensembles_are_refused_with_a_reason(two_runs, tmp_path, capsys):
 
 
 def test_compare_scores_every_combination_against_its_own_mean(two_runs, kaggle_layout, tmp_path, capsys):
-    from fer.data import load_dataset
+    from ferlens.training.data import load_dataset
 
     table = tmp_path / "compare.md"
     assert ensemble_cli.main([*map(str, two_runs), "--compare", str(table), "--data", str(kaggle_layout)]) == 0
@@ -118,8 +118,8 @@ def test_compare_scores_every_combination_against_its_own_mean(two_runs, kaggle_
 
 
 def test_compare_with_ferplus_votes_ranks_by_both_label_sets(two_runs, kaggle_layout, tmp_path, capsys):
-    from fer.data import load_dataset
-    from fer.ferplus import attach_votes, majority_labels
+    from ferlens.training.data import load_dataset
+    from ferlens.training.ferplus import attach_votes, majority_labels
     from tests.test_ferplus import write_votes_for
 
     ferplus = kaggle_layout.parent / "ferplus"  # the module's data: written once

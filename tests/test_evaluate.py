@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer.metrics import classification_report, confusion_matrix
+from ferlens.training.metrics import classification_report, confusion_matrix
 
 
 def test_confusion_matrix_rows_are_true_classes():

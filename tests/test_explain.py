@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from fer.config import CLASS_NAMES, PROJECT_ROOT
-from fer.explain import Explanation, Occlusion, explain_face, explain_faces, occlusion_importance
-from fer.recognition import EmotionRecognizer
+from ferlens.config import CLASS_NAMES, PROJECT_ROOT
+from ferlens.core.explain import Explanation, Occlusion, explain_face, explain_faces, occlusion_importance
+from ferlens.core.recognition import EmotionRecognizer
 
 
 def test_the_map_points_at_the_region_a_model_reads():
@@ -113,11 +113,11 @@ def test_predicting_and_explaining_never_import_tensorflow(shipped_model_dir, tm
     Image.fromarray(astronaut_rgb).save(photo)
     script = (
         "import sys\n"
-        "from fer import predict\n"
+        "from ferlens.core import predict\n"
         f"assert predict.main([{str(photo)!r}, '--model', {str(shipped_model_dir)!r}]) == 0\n"
-        "from fer.explain import explain_face\n"
-        "from fer.recognition import EmotionRecognizer\n"
-        "from fer.images import read_image\n"
+        "from ferlens.core.explain import explain_face\n"
+        "from ferlens.core.recognition import EmotionRecognizer\n"
+        "from ferlens.core.images import read_image\n"
         f"image = read_image({str(photo)!r})\n"
         f"recognizer = EmotionRecognizer({str(shipped_model_dir)!r})\n"
         "explain_face(recognizer, image, recognizer.predict(image, color_order='rgb')[0])\n"
@@ -152,8 +152,8 @@ def test_the_upload_page_uses_the_occlusion_the_benchmark_chose():
     must use that one (and its help text quotes that run's cost only for the model file it measured)."""
     import json
 
-    from fer.explain import APP_OCCLUSION, Occlusion
-    from fer.tta import PHOTO_TTA
+    from ferlens.core.explain import APP_OCCLUSION, Occlusion
+    from ferlens.core.tta import PHOTO_TTA
 
     measured = PROJECT_ROOT / "benchmarks" / "explain_app.json"
     if not measured.exists():

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-import fer.backends
-from fer import EmotionRecognizer
-from fer.backends import BACKEND_FILES, expected_format, load_backend, realtime_order
-from fer.evaluate import predict_split
-from fer.export import export_all
-from fer.manifest import check_folder, read_manifest
-from fer.metrics import classification_report
-from fer.models import build_model
+import ferlens.modelfolder.loading
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.modelfolder.loading import BACKEND_FILES, expected_format, load_backend, realtime_order
+from ferlens.modelfolder.manifest import check_folder, read_manifest
+from ferlens.training.architectures import build_model
+from ferlens.training.evaluate import predict_split
+from ferlens.training.export import export_all
+from ferlens.training.metrics import classification_report
 from tests.conftest import synthetic_face
 
 EXPORTED = ("tflite", "tflite-int8", "onnx")
@@ -61,7 +61,7 @@ def test_auto_backend_prefers_onnx(exported_dir):
 
 
 def test_realtime_backend_prefers_int8_and_falls_back_to_float(exported_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(fer.backends, "_this_cpu_has_int8_dot", lambda: True)  # a CPU with VNNI
+    monkeypatch.setattr(ferlens.modelfolder.loading, "_this_cpu_has_int8_dot", lambda: True)  # a CPU with VNNI
     assert load_backend(exported_dir, "realtime").name == "tflite-int8"
     without_int8 = tmp_path / "no-int8"
     without_int8.mkdir()
@@ -78,10 +78,10 @@ def test_realtime_backend_prefers_int8_and_falls_back_to_float(exported_dir, tmp
 
 def test_realtime_backend_prefers_float_where_int8_is_no_faster(exported_dir, monkeypatch):
     """Without 8-bit dot-product instructions (AVX2 only) INT8 buys no speed, only a point less accuracy."""
-    monkeypatch.setattr(fer.backends, "_this_cpu_has_int8_dot", lambda: False)
+    monkeypatch.setattr(ferlens.modelfolder.loading, "_this_cpu_has_int8_dot", lambda: False)
     assert load_backend(exported_dir, "realtime").name == "tflite"
     assert expected_format(exported_dir, "realtime") == "tflite"
-    monkeypatch.setattr(fer.backends, "_this_cpu_has_int8_dot", lambda: None)  # the CPU cannot say: INT8 as before
+    monkeypatch.setattr(ferlens.modelfolder.loading, "_this_cpu_has_int8_dot", lambda: None)  # the CPU cannot say: INT8 as before
     assert expected_format(exported_dir, "realtime") == "tflite-int8"
 
 
@@ -97,7 +97,7 @@ def test_realtime_order_reads_the_cpu_flags():
 
 def test_recognizer_backends_give_the_same_answer_on_a_real_face(shipped_model_dir, astronaut_rgb):
     available = [b for b in ("keras", *EXPORTED) if (shipped_model_dir / BACKEND_FILES[b]).exists()]
-    assert available == ["keras", *EXPORTED], "the shipped model's exports are missing; run python -m fer.export"
+    assert available == ["keras", *EXPORTED], "the shipped model's exports are missing; run python -m ferlens.training.export"
     results = {b: EmotionRecognizer(shipped_model_dir, b).predict(astronaut_rgb, color_order="rgb") for b in available}
     reference = results["keras"][0]
     for name, faces in results.items():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer.config import CLASS_NAMES, DEFAULT_FERPLUS_DIR
-from fer.data import DatasetError, Split
-from fer.ferplus import (
+from ferlens.config import CLASS_NAMES, DEFAULT_FERPLUS_DIR
+from ferlens.training.data import DatasetError, Split
+from ferlens.training.ferplus import (
     VOTE_COLUMNS,
     attach_votes,
     figures,
@@ -180,7 +180,7 @@ def test_join_gives_the_readme_counts_per_split(fer2013_ferplus):
 
 
 def test_attach_refuses_votes_that_name_few_of_the_files(kaggle_layout, tmp_path):
-    from fer.data import load_dataset
+    from ferlens.training.data import load_dataset
 
     ferplus = write_votes_for(kaggle_layout)
     data = load_dataset(kaggle_layout)
@@ -192,7 +192,7 @@ def test_attach_refuses_votes_that_name_few_of_the_files(kaggle_layout, tmp_path
 
 
 def test_attach_refuses_a_dataset_without_file_names(tmp_path):
-    from fer.data import Dataset
+    from ferlens.training.data import Dataset
 
     empty = Split(np.zeros((1, 48, 48), np.uint8), np.zeros(1, np.int64))
     data = Dataset(empty, empty, empty, source="fer2013.csv", layout="fer2013-csv")
@@ -229,8 +229,8 @@ def write_votes_for(layout, rng_seed: int = 0):
 def test_a_blend_run_learns_from_both_label_sets_and_reports_both(kaggle_layout, tmp_path):
     import json
 
-    from fer import train as train_cli
-    from fer.artifacts import ModelArtifacts
+    from ferlens.modelfolder.artifacts import ModelArtifacts
+    from ferlens.training import train as train_cli
 
     ferplus = write_votes_for(kaggle_layout)
     out = tmp_path / "model"
@@ -253,7 +253,7 @@ def test_a_blend_run_learns_from_both_label_sets_and_reports_both(kaggle_layout,
 
 
 def test_fer2013_weight_needs_a_blend_and_a_missing_votes_file_is_an_error(kaggle_layout, tmp_path, capsys):
-    from fer import train as train_cli
+    from ferlens.training import train as train_cli
 
     with pytest.raises(SystemExit):
         train_cli.parse_args(["--out", str(tmp_path), "--fer2013-weight", "0.5"])

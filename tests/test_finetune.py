@@ -1,4 +1,4 @@
-"""Fine-tuning on a user's own labelled folder: `python -m fer.train --data MY_FOLDER --init-from .../model.keras`.
+"""Fine-tuning on a user's own labelled folder: `python -m ferlens.training.train --data MY_FOLDER --init-from .../model.keras`.
 
 A small synthetic folder with two of the seven classes, some ordinary photos among the face crops.
 """
@@ -14,13 +14,13 @@ import cv2
 import numpy as np
 import pytest
 
-from fer import evaluate as evaluate_cli
-from fer import train as train_cli
-from fer.artifacts import list_model_dirs
-from fer.config import CLASS_NAMES, FACE_MARGIN, PROJECT_ROOT
-from fer.data import load_dataset
-from fer.detectors import PHOTO_DETECTOR, make_detector_or_fallback
-from fer.framing import crop_face
+from ferlens.config import CLASS_NAMES, FACE_MARGIN, PROJECT_ROOT
+from ferlens.core.detectors import PHOTO_DETECTOR, make_detector_or_fallback
+from ferlens.core.framing import crop_face
+from ferlens.modelfolder.artifacts import list_model_dirs
+from ferlens.training import evaluate as evaluate_cli
+from ferlens.training import train as train_cli
+from ferlens.training.data import load_dataset
 from tests.conftest import synthetic_face
 
 
@@ -111,7 +111,7 @@ def test_fine_tuning_a_model_on_a_small_folder(kaggle_layout, user_folder, tmp_p
     metrics = json.loads((mine / "metrics.json").read_text())
     counts = metrics["dataset"]["splits"]["train"]["per_class"]
     assert {name for name, n in counts.items() if n} == {"happy", "sad"}
-    # Re-evaluating (as fer.export does) uses the folder it was tested on, not FER2013.
+    # Re-evaluating (as ferlens.training.export does) uses the folder it was tested on, not FER2013.
     assert evaluate_cli.default_data_for(mine) == user_folder and evaluate_cli.faces_cropped_for(mine)
     (mine / "metrics.json").unlink()
     assert evaluate_cli.main([str(mine), "--expw", str(tmp_path / "no-expw")]) == 0
@@ -132,8 +132,8 @@ def test_fine_tuning_a_model_on_a_small_folder(kaggle_layout, user_folder, tmp_p
     # Chosen with FER_MODEL_DIR, the app loads it and the report page offers and shows it.
     script = (
         "from streamlit.testing.v1 import AppTest\n"
-        "from fer.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR\n"
-        "from fer.recognition import EmotionRecognizer\n"
+        "from ferlens.config import DEFAULT_MODEL_DIR, PHOTO_MODEL_DIR\n"
+        "from ferlens.core.recognition import EmotionRecognizer\n"
         "import numpy as np\n"
         "recognizer = EmotionRecognizer()\n"
         "face = recognizer.predict(np.full((48, 48), 120, np.uint8), whole_image=True)[0]\n"

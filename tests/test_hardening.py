@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer import EmotionRecognizer, InvalidImageError, ModelLoadError
-from fer.backends import ModelLoadWarning
-from fer.detectors import DetectorSettings
-from fer.framing import bounded_crop, crop_face
-from fer.images import MAX_FILE_BYTES, read_image
+from ferlens.core.detectors import DetectorSettings
+from ferlens.core.framing import bounded_crop, crop_face
+from ferlens.core.images import MAX_FILE_BYTES, InvalidImageError, read_image
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.modelfolder.loading import ModelLoadError, ModelLoadWarning
 from tests import craft
 
 #: The issue's goal: any file up to 25 MB within 500 MB above the resting process.
@@ -232,9 +232,9 @@ def test_bounded_crop_matches_crop_face_and_bounds_the_rest(astronaut_rgb, monke
             np.testing.assert_array_equal(bounded_crop(gray, box, 48, margin), crop_face(gray, box, 48, margin))
     # Forced onto the shrink-then-pad path, a crop of a smooth image lands on the same pixels (a
     # shift of even half an output pixel would be ~5 grey levels on this ramp).
-    import fer.framing
+    import ferlens.core.framing
 
-    monkeypatch.setattr(fer.framing, "_MAX_PADDED_PIXELS", 0)
+    monkeypatch.setattr(ferlens.core.framing, "_MAX_PADDED_PIXELS", 0)
     rows, columns = np.mgrid[0:512, 0:512]
     ramp = (columns * 0.3 + rows * 0.15).astype(np.uint8)
     for box in boxes:
@@ -254,7 +254,8 @@ def test_onnx_runtime_writes_no_telemetry(tmp_path, shipped_model_dir):
     pytest.importorskip("onnxruntime")
     env = {key: value for key, value in os.environ.items() if key != "ORT_DISABLE_TELEMETRY"}
     env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / ".cache"), PYTHONPATH=str(PROJECT_ROOT))
-    script = ("import warnings; warnings.simplefilter('ignore'); import numpy as np; from fer.backends import load_backend; "
+    script = ("import warnings; warnings.simplefilter('ignore'); import numpy as np; "
+              "from ferlens.modelfolder.loading import load_backend; "
               f"load_backend({str(shipped_model_dir)!r}, 'onnx').predict(np.zeros((2, 48, 48, 1), np.float32))")
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -268,7 +269,7 @@ def test_a_damaged_onnx_file_prints_nothing_on_stdout(shipped_model_dir, monkeyp
     """ONNX Runtime reports a session it cannot create on stdout ("EP Error ... Falling back ... retrying"),
     where the CLI writes its CSV or JSON; the load error says it instead."""
     ort = pytest.importorskip("onnxruntime")
-    from fer.backends import OnnxBackend
+    from ferlens.modelfolder.loading import OnnxBackend
 
     def fail(session, *args, **kwargs):  # what 64 flipped bytes in a name gave
         session._fallback_providers = ["CPUExecutionProvider"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer.images import MAX_DECODED_PIXELS, MAX_PIXELS, InvalidImageError, as_gray, decode_image, read_image
+from ferlens.core.images import MAX_DECODED_PIXELS, MAX_PIXELS, InvalidImageError, as_gray, decode_image, read_image
 
 
 def _encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -105,8 +105,8 @@ def test_float_arrays_convert_in_bands_with_one_scale():
 
 def test_a_path_with_a_nul_byte_is_one_line_naming_it(tmp_path):
     """Issue 41: os.stat's bare ValueError ("embedded null byte") reached the caller of read_image."""
-    from fer.recognition import EmotionRecognizer
-    from fer.video import InvalidVideoError, probe_video
+    from ferlens.core.recognition import EmotionRecognizer
+    from ferlens.core.video import InvalidVideoError, probe_video
 
     Image.new("RGB", (64, 64)).save(tmp_path / "photo.jpg")
     name = str(tmp_path / "photo.jpg") + "\x00.png"
@@ -128,7 +128,7 @@ def _claiming(jpeg: bytes, width: int, height: int) -> bytes:
 def test_a_jpeg_whose_data_runs_out_early_is_corrupt_not_grey(astronaut_rgb):
     """Issue 41: a header claiming 10000x11000 over 160x120 of data decoded as a flat grey 2500x2750 picture
     (libjpeg fills what is missing with mid-grey), which whole-image mode then gave an emotion."""
-    from fer.recognition import EmotionRecognizer
+    from ferlens.core.recognition import EmotionRecognizer
 
     small = _encode(Image.fromarray(astronaut_rgb).resize((160, 120)), "JPEG", quality=90)
     for width, height in ((10000, 11000), (1000, 1100)):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fer.config import CLASS_NAMES
-from fer.recognition import Face
-from fer.tracks import FrameResult, LiveSession
+from ferlens.config import CLASS_NAMES
+from ferlens.core.recognition import Face
+from ferlens.core.tracks import FrameResult, LiveSession
 
 
 def _frame(index: int, time_s: float, face_ids: list[int]) -> FrameResult:

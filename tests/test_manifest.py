@@ -11,10 +11,10 @@ import warnings
 import numpy as np
 import pytest
 
-from fer import EmotionRecognizer, ModelLoadError
-from fer.backends import BACKEND_FILES, ModelLoadWarning, load_backend
-from fer.config import IMAGE_SIZE, NUM_CLASSES
-from fer.manifest import MANIFEST_FILENAME, check_folder, main, read_manifest, write_manifest
+from ferlens.config import IMAGE_SIZE, NUM_CLASSES
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.modelfolder.loading import BACKEND_FILES, ModelLoadError, ModelLoadWarning, load_backend
+from ferlens.modelfolder.manifest import MANIFEST_FILENAME, check_folder, main, read_manifest, write_manifest
 
 ONNX, TFLITE = BACKEND_FILES["onnx"], BACKEND_FILES["tflite"]
 
@@ -25,7 +25,7 @@ def model_dir(tmp_path, shipped_model_dir):
     pytest.importorskip("onnxruntime")
     for name in (ONNX, TFLITE):
         if not (shipped_model_dir / name).exists():
-            pytest.skip(f"the shipped model has no {name}; run python -m fer.export")
+            pytest.skip(f"the shipped model has no {name}; run python -m ferlens.training.export")
         shutil.copy(shipped_model_dir / name, tmp_path / name)
     write_manifest(tmp_path)
     return tmp_path
@@ -111,7 +111,7 @@ def test_a_folder_without_manifest_loads_with_a_warning(model_dir):
         recognizer = EmotionRecognizer(model_dir)
     assert recognizer.backend_name == "onnx"
     assert recognizer.load_warnings == [f"{model_dir} has no {MANIFEST_FILENAME}, so {ONNX} cannot be checked for damage; "
-                                        f"record it with python -m fer.manifest {model_dir}"]
+                                        f"record it with python -m ferlens.modelfolder.manifest {model_dir}"]
 
 
 def test_a_damaged_manifest_is_refused(model_dir):

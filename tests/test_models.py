@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model
+from ferlens.training.architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model
 
 
 def test_paper_net_matches_the_specification():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
-from fer.config import PROJECT_ROOT
+from ferlens.config import PROJECT_ROOT
 
 
 def _project() -> dict:

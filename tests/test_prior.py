@@ -1,4 +1,4 @@
-"""fer.prior: a post-hoc shift of the class prior, exact in the saved model and chosen on PublicTest only."""
+"""ferlens.training.prior: a post-hoc shift of the class prior, exact in the saved model and chosen on PublicTest only."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from fer.data import Dataset, Split
-from fer.ensemble import build_ensemble
-from fer.models import build_model
-from fer.prior import (
+from ferlens.training.architectures import build_model
+from ferlens.training.data import Dataset, Split
+from ferlens.training.ensemble import build_ensemble
+from ferlens.training.prior import (
     apply_shift,
     choose_shift,
     class_priors,
@@ -31,7 +31,7 @@ def random_faces(n: int, seed: int) -> np.ndarray:
 
 def votes_for(majority: np.ndarray) -> np.ndarray:
     """Ten votes a face, eight of them for `majority` (our class index), in FER+ column order."""
-    from fer.ferplus import EMOTION_COLUMNS
+    from ferlens.training.ferplus import EMOTION_COLUMNS
 
     votes = np.zeros((len(majority), 10), np.float32)
     votes[np.arange(len(majority)), EMOTION_COLUMNS[majority]] = 8
@@ -106,8 +106,8 @@ def test_a_fer2013_floor_keeps_the_choice_above_it(data):
 
 
 def test_write_shifted_records_the_choice_and_refuses_its_own_folder(data, tmp_path):
-    from fer.artifacts import MODEL_FILE
-    from fer.manifest import write_manifest
+    from ferlens.modelfolder.artifacts import MODEL_FILE
+    from ferlens.modelfolder.manifest import write_manifest
 
     source = tmp_path / "source"
     source.mkdir()

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer import CLASS_NAMES, EmotionRecognizer, InvalidImageError, ModelLoadError
-from fer.framing import crop_face
+from ferlens.config import CLASS_NAMES
+from ferlens.core.framing import crop_face
+from ferlens.core.images import InvalidImageError
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.modelfolder.loading import ModelLoadError
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +80,7 @@ def test_predict_faces_batches_crops_and_matches_detection(recognizer, astronaut
 
 
 def test_many_crops_are_classified_in_chunks_with_the_same_result(recognizer):
-    from fer.recognition import CLASSIFY_CHUNK
+    from ferlens.core.recognition import CLASSIFY_CHUNK
 
     crops = np.random.default_rng(1).integers(0, 256, (2 * CLASSIFY_CHUNK + 5, 48, 48), dtype=np.uint8)
     calls = []

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from fer.artifacts import ModelArtifacts
-from fer.config import CLASS_NAMES
-from fer.report import render_model_card
+from ferlens.config import CLASS_NAMES
+from ferlens.modelfolder.artifacts import ModelArtifacts
+from ferlens.modelfolder.report import render_model_card
 
 
 def _metrics(recalls: dict[str, float], train_counts: dict[str, int], **extra) -> dict:

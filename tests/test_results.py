@@ -1,4 +1,4 @@
-"""One results schema (`fer.results`): the CSV a user gets does not depend on the front end they used."""
+"""One results schema (`ferlens.core.results`): the CSV a user gets does not depend on the front end they used."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer import predict
-from fer.backends import PHOTO_BACKEND
-from fer.config import CLASS_NAMES
-from fer.photos import analyse_photo
-from fer.recognition import EmotionRecognizer, Face
-from fer.results import (
+from ferlens.config import CLASS_NAMES
+from ferlens.core import predict
+from ferlens.core.photos import analyse_photo
+from ferlens.core.recognition import EmotionRecognizer, Face
+from ferlens.core.results import (
     CSV_COLUMNS,
     PHOTO_COLUMNS,
     VIDEO_ONLY_COLUMNS,
@@ -28,8 +27,9 @@ from fer.results import (
     to_records,
     write_parquet,
 )
-from fer.tracks import FaceTracks, FrameResult
-from fer.tta import PHOTO_TTA
+from ferlens.core.tracks import FaceTracks, FrameResult
+from ferlens.core.tta import PHOTO_TTA
+from ferlens.modelfolder.loading import PHOTO_BACKEND
 
 
 def _face(box=(10, 20, 30, 40), score: float | None = 0.91234) -> Face:

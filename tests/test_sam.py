@@ -1,4 +1,4 @@
-"""Sharpness-aware minimisation (fer.sam): the step it takes, and a run that uses it."""
+"""Sharpness-aware minimisation (ferlens.training.sam): the step it takes, and a run that uses it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fer import train as train_cli
-from fer.sam import SharpnessAwareModel, sharpness_aware
+from ferlens.training import train as train_cli
+from ferlens.training.sam import SharpnessAwareModel, sharpness_aware
 
 
 def tiny_model(seed: int) -> keras.Model:
@@ -69,10 +69,11 @@ def test_a_sam_run_ships_a_plain_model_that_loads_without_fer(kaggle_layout, tmp
     history = json.loads((out / "history.json").read_text())["epochs"]
     assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
     assert "accuracy" in history  # the compiled metric reached the logs under its own name
-    # A fresh interpreter that loads models as the app does (fer.models' layers), never importing
-    # fer.sam, loads and runs the shipped model.
-    code = ("import sys, keras, numpy as np, fer.models; m = keras.saving.load_model(sys.argv[1], compile=False); "
-            "assert 'fer.sam' not in sys.modules; "
+    # A fresh interpreter that loads models as the app does (ferlens.training.architectures' layers), never importing
+    # ferlens.training.sam, loads and runs the shipped model.
+    code = ("import sys, keras, numpy as np, ferlens.training.architectures; "
+            "m = keras.saving.load_model(sys.argv[1], compile=False); "
+            "assert 'ferlens.training.sam' not in sys.modules; "
             "print(type(m).__name__, m.predict(np.zeros((1, 48, 48, 1), np.float32), verbose=0).shape)")
     loaded = subprocess.run([sys.executable, "-c", code, str(out / "model.keras")], capture_output=True, text=True,
                             timeout=300)

@@ -1,4 +1,4 @@
-"""Known answers (fer.selftest): a model file with flipped bytes is refused, or another format used with a
+"""Known answers (ferlens.modelfolder.selftest): a model file with flipped bytes is refused, or another format used with a
 warning, even where no checksum can tell (the manifest removed, or written again over the damage); an
 untouched copy loads silently; folders without a self-test still load as before."""
 
@@ -14,11 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import fer.backends
-from fer import EmotionRecognizer, ModelLoadError
-from fer.backends import BACKEND_FILES, ModelLoadWarning, format_order, load_backend, open_model_file
-from fer.manifest import MANIFEST_FILENAME, check_folder, read_manifest, sha256_file, write_manifest
-from fer.selftest import (
+import ferlens.modelfolder.loading
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.modelfolder.loading import (
+    BACKEND_FILES,
+    ModelLoadError,
+    ModelLoadWarning,
+    format_order,
+    load_backend,
+    open_model_file,
+)
+from ferlens.modelfolder.manifest import MANIFEST_FILENAME, check_folder, read_manifest, sha256_file, write_manifest
+from ferlens.modelfolder.selftest import (
     REFERENCE_COUNT,
     RUNTIME_TOLERANCE,
     SELFTEST_FILENAME,
@@ -39,7 +46,7 @@ DAMAGE_AT = {"onnx": 0.5, "tflite": 0.5, "tflite-int8": 0.5, "keras": 0.5}
 def model_copy(tmp_path, shipped_model_dir):
     """The shipped model folder's model files, manifest and self-test, copied."""
     if not (shipped_model_dir / SELFTEST_FILENAME).exists():
-        pytest.fail(f"the shipped model has no {SELFTEST_FILENAME}; record it with python -m fer.selftest")
+        pytest.fail(f"the shipped model has no {SELFTEST_FILENAME}; record it with python -m ferlens.modelfolder.known_answers")
     for name in (*BACKEND_FILES.values(), MANIFEST_FILENAME, SELFTEST_FILENAME):
         if not (shipped_model_dir / name).exists():
             pytest.skip(f"the shipped model has no {name}")
@@ -206,7 +213,8 @@ def test_64_inverted_bytes_in_the_middle_of_the_int8_file_are_refused(model_copy
     assert main([str(model_copy), "--check"]) == 1
     out = capsys.readouterr()
     assert "tflite-int8: ok" not in out.out and f"{INT8} fails its self-test" in out.err
-    monkeypatch.setattr(fer.backends, "_this_cpu_has_int8_dot", lambda: True)  # the live camera's choice: INT8 first
+    # the live camera's choice: INT8 first
+    monkeypatch.setattr(ferlens.modelfolder.loading, "_this_cpu_has_int8_dot", lambda: True)
     with pytest.warns(ModelLoadWarning, match=f"{INT8} fails its self-test.*using {ONNX} instead"):
         assert load_backend(model_copy, "realtime").name == "onnx"
 
@@ -217,7 +225,7 @@ def test_a_few_damaged_bytes_in_any_format_are_refused_or_warned(model_copy, fmt
     answer is refused and the automatic choices fall back with a warning; damage too small to move one loads
     with a warning (the self-test's sha256 tells the file is not the one recorded)."""
     (model_copy / MANIFEST_FILENAME).unlink()
-    monkeypatch.setattr(fer.backends, "_this_cpu_has_int8_dot", lambda: True)
+    monkeypatch.setattr(ferlens.modelfolder.loading, "_this_cpu_has_int8_dot", lambda: True)
     path = model_copy / BACKEND_FILES[fmt]
     original = path.read_bytes()
     outcomes = []
@@ -267,7 +275,7 @@ def test_auto_uses_another_format_with_a_warning(model_copy, shipped_model_dir, 
         recognizer = EmotionRecognizer(model_copy)
     assert recognizer.backend_name == "tflite" and len(recognizer.load_warnings) == 1
     shutil.copy(shipped_model_dir / ONNX, model_copy / ONNX)
-    monkeypatch.setattr(fer.backends, "_this_cpu_has_int8_dot", lambda: True)  # "realtime": INT8, then ONNX
+    monkeypatch.setattr(ferlens.modelfolder.loading, "_this_cpu_has_int8_dot", lambda: True)  # "realtime": INT8, then ONNX
     _damage(model_copy / INT8, "tflite-int8")
     with pytest.warns(ModelLoadWarning, match=f"{INT8} fails its self-test.*using {ONNX} instead"):
         assert load_backend(model_copy, "realtime").name == "onnx"
@@ -364,7 +372,7 @@ def test_a_new_version_recorded_by_its_writer_drops_the_old_answers(model_copy, 
         pytest.skip("needs a second shipped model")
     shutil.copy(photo_model_dir / ONNX, model_copy / ONNX)  # e.g. the folder retrained and exported again
     write_manifest(model_copy)  # recording the folder as it is keeps the answers: a replaced file is refused
-    with pytest.raises(ModelLoadError, match=f"{ONNX} fails its self-test.*python -m fer.selftest"):
+    with pytest.raises(ModelLoadError, match=f"{ONNX} fails its self-test.*python -m ferlens.modelfolder.known_answers"):
         load_backend(model_copy, "onnx")
     write_manifest(model_copy, [ONNX, TFLITE, INT8, KERAS])  # a writer naming the files it wrote: a new version
     assert set(read_selftest(model_copy).answers) == {"tflite", "tflite-int8", "keras"}
@@ -400,9 +408,9 @@ def test_the_command_line_records_and_checks(model_copy, capsys):
 
 def test_the_ensemble_and_export_record_answers_and_training_drops_them(tmp_path):
     keras = pytest.importorskip("keras")
-    from fer.ensemble import ensemble_dirs
-    from fer.export import export_all
-    from fer.models import build_model
+    from ferlens.training.architectures import build_model
+    from ferlens.training.ensemble import ensemble_dirs
+    from ferlens.training.export import export_all
     from tests.conftest import synthetic_face
 
     members = []

@@ -1,4 +1,4 @@
-"""fer.serving: the process-wide queue of video analyses under many threads, its size from the
+"""ferlens.core.serving: the process-wide queue of video analyses under many threads, its size from the
 memory budget, and the per-visitor scratch folder (removed on close, on a timer, and with its owner)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from fer.serving import (
+from ferlens.core.serving import (
     DEFAULT_SERVER_MEMORY_MB,
     JANITOR_THREAD,
     SERVER_MEMORY_ENV,

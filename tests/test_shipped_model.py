@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from fer.backends import load_backend
-from fer.evaluate import predict_split
-from fer.metrics import classification_report
+from ferlens.modelfolder.loading import load_backend
+from ferlens.training.evaluate import predict_split
+from ferlens.training.metrics import classification_report
 
 pytestmark = pytest.mark.fer2013
 
@@ -89,7 +89,7 @@ def test_two_models_are_shipped_and_the_photo_model_is_the_more_accurate(shipped
 @pytest.fixture(scope="module")
 def fresh_ferplus(keras_backend, fer2013_ferplus):
     """The FER+ figures of a fresh single-crop evaluation on PrivateTest."""
-    from fer.ferplus import figures
+    from ferlens.training.ferplus import figures
 
     return figures(fer2013_ferplus.test.votes, predict_split(keras_backend, fer2013_ferplus.test))
 

@@ -1,4 +1,4 @@
-"""Warm restarts, per-epoch weights and weight averaging (fer.swa) on synthetic data."""
+"""Warm restarts, per-epoch weights and weight averaging (ferlens.training.swa) on synthetic data."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from fer import swa as swa_cli
-from fer import train as train_cli
-from fer.swa import recompute_batchnorm
+from ferlens.training import swa as swa_cli
+from ferlens.training import train as train_cli
+from ferlens.training.swa import recompute_batchnorm
 
 FAST = ["--batch-size", "16"]
 

@@ -8,12 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from fer import evaluate as evaluate_cli
-from fer import train as train_cli
-from fer.artifacts import ModelArtifacts, uses_teacher
-from fer.data import load_dataset
-from fer.evaluate import WILD_NOT_RUN
-from fer.manifest import read_manifest, sha256_file
+from ferlens.modelfolder.artifacts import ModelArtifacts, uses_teacher
+from ferlens.modelfolder.manifest import read_manifest, sha256_file
+from ferlens.training import evaluate as evaluate_cli
+from ferlens.training import train as train_cli
+from ferlens.training.data import load_dataset
+from ferlens.training.evaluate import WILD_NOT_RUN
 
 ARGS = ["--epochs", "1", "--batch-size", "16"]
 
@@ -38,7 +38,7 @@ def test_training_writes_every_artifact(trained):
     assert len(metrics["test"]["confusion_matrix"]) == 7
     assert metrics["dataset"]["splits"]["train"]["total"] == 42
     assert metrics["config"]["epochs"] == 1 and metrics["training"]["epochs_run"] == 1
-    assert metrics["in_the_wild"] == {"skipped": WILD_NOT_RUN}  # minutes of photos; fer.evaluate adds them
+    assert metrics["in_the_wild"] == {"skipped": WILD_NOT_RUN}  # minutes of photos; ferlens.training.evaluate adds them
     assert json.loads((trained / "architecture.json").read_text())["class_name"] == "Functional"
     card = (trained / "MODEL_CARD.md").read_text()
     assert f"{100 * metrics['test']['accuracy']:.2f} %" in card

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer import EmotionRecognizer
-from fer.framing import crop_face
-from fer.tta import TEN_CROP_SHIFT, TTA_MODES, predict_with_tta, tta_views
+from ferlens.core.framing import crop_face
+from ferlens.core.recognition import EmotionRecognizer
+from ferlens.core.tta import TEN_CROP_SHIFT, TTA_MODES, predict_with_tta, tta_views
 
 
 def _faces(n: int = 3) -> np.ndarray:

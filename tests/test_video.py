@@ -12,14 +12,14 @@ import cv2
 import numpy as np
 import pytest
 
-from fer.config import CLASS_NAMES, VIDEO_FRAME_BUDGET, VIDEO_MAX_FPS, VIDEO_MAX_SECONDS
-from fer.detectors import FaceFollower, HaarFaceDetector
-from fer.detectors import box_iou as iou
-from fer.recognition import EmotionRecognizer, Face
-from fer.results import CSV_COLUMNS
-from fer.smoothing import FaceSmoother
-from fer.tracks import FaceTracks
-from fer.video import (
+from ferlens.config import CLASS_NAMES, VIDEO_FRAME_BUDGET, VIDEO_MAX_FPS, VIDEO_MAX_SECONDS
+from ferlens.core.detectors import FaceFollower, HaarFaceDetector
+from ferlens.core.detectors import box_iou as iou
+from ferlens.core.recognition import EmotionRecognizer, Face
+from ferlens.core.results import CSV_COLUMNS
+from ferlens.core.smoothing import FaceSmoother
+from ferlens.core.tracks import FaceTracks
+from ferlens.core.video import (
     InvalidVideoError,
     LiveProcessor,
     Sampling,

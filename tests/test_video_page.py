@@ -12,8 +12,8 @@ from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileMan
 from streamlit.testing.v1 import AppTest
 
 from app_pages.video_session import ANNOTATED_FILE, UPLOAD_KEY, VideoResults, file_types_text
-from fer.config import PROJECT_ROOT, VIDEO_SUFFIXES
-from fer.serving import VIDEO_ANALYSES
+from ferlens.config import PROJECT_ROOT, VIDEO_SUFFIXES
+from ferlens.core.serving import VIDEO_ANALYSES
 from tests.media import two_faces_frames, write_video
 
 VIDEO_PAGE = str(PROJECT_ROOT / "app_pages" / "4_Video.py")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from benchmarks import wild_audit as audit
-from fer.config import CLASS_NAMES, DEFAULT_EXPW_DIR, PROJECT_ROOT
-from fer.detectors import box_iou
-from fer.wild import CHECK_SUBSET, evaluate_wild_section, load_labels, match_face, wild_report
+from ferlens.config import CLASS_NAMES, DEFAULT_EXPW_DIR, PROJECT_ROOT
+from ferlens.core.detectors import box_iou
+from ferlens.training.wild import CHECK_SUBSET, evaluate_wild_section, load_labels, match_face, wild_report
 
 
 def test_box_iou_by_hand():
@@ -61,8 +61,8 @@ def test_check_subset_is_class_balanced_and_fixed(expw_dir):
 
 
 def test_shipped_in_the_wild_figures_match_a_fresh_run(expw_dir, shipped_model_dir):
-    from fer.recognition import EmotionRecognizer
-    from fer.wild import run_pipeline
+    from ferlens.core.recognition import EmotionRecognizer
+    from ferlens.training.wild import run_pipeline
 
     stored = json.loads((shipped_model_dir / "metrics.json").read_text())["in_the_wild"]
     assert stored["faces"] == len(load_labels(expw_dir))
@@ -78,7 +78,7 @@ def test_shipped_in_the_wild_figures_match_a_fresh_run(expw_dir, shipped_model_d
 
 
 def recognizer_settings(recognizer) -> dict:
-    from fer.wild import pipeline_settings
+    from ferlens.training.wild import pipeline_settings
 
     return pipeline_settings(recognizer)
 
@@ -105,10 +105,10 @@ def test_label_audit_refuses_judgements_for_other_labels(expw_dir, tmp_path):
 
 
 def test_label_audit_sheets_offer_the_label_and_the_pipelines_answer(expw_dir, tmp_path):
-    from fer.config import PHOTO_MODEL_DIR
-    from fer.recognition import EmotionRecognizer
-    from fer.tta import PHOTO_TTA
-    from fer.wild import pipeline_answer
+    from ferlens.config import PHOTO_MODEL_DIR
+    from ferlens.core.recognition import EmotionRecognizer
+    from ferlens.core.tta import PHOTO_TTA
+    from ferlens.training.wild import pipeline_answer
 
     assert audit.main(["--expw", str(expw_dir), "sheets", "--out", str(tmp_path), "--count", "3", "--seed", "5"]) == 0
     rows = [line.split() for line in (tmp_path / "judgements.txt").read_text().splitlines()[1:]]

@@ -10,7 +10,7 @@ import textwrap
 
 from PIL import Image
 
-from fer.config import PROJECT_ROOT
+from ferlens.config import PROJECT_ROOT
 
 #: Importing any of these raises ImportError in the child process, as if it were not installed.
 TRAINING_PACKAGES = ("tensorflow", "keras", "tf2onnx", "tensorboard")
@@ -63,8 +63,8 @@ def test_the_core_alone_classifies_a_photo_from_the_command_line(astronaut_rgb, 
     Image.fromarray(astronaut_rgb).save(photo)
     result = _run_without(TRAINING_PACKAGES + APP_PACKAGES, f"""
         import sys
-        from fer import predict
-        sys.argv = ["fer.predict", {str(photo)!r}, "--json"]
+        from ferlens.core import predict
+        sys.argv = ["ferlens.core.predict", {str(photo)!r}, "--json"]
         code = predict.main(sys.argv[1:])
         assert not any(name in sys.modules and sys.modules[name] is not None for name in {APP_PACKAGES!r})
         sys.exit(code)
