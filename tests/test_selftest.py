@@ -16,6 +16,7 @@ import pytest
 
 import ferlens.modelfolder.loading
 from ferlens.core.recognition import EmotionRecognizer
+from ferlens.modelfolder.known_answers import main
 from ferlens.modelfolder.loading import (
     BACKEND_FILES,
     ModelLoadError,
@@ -31,7 +32,6 @@ from ferlens.modelfolder.selftest import (
     SELFTEST_FILENAME,
     TOLERANCES,
     as_batch,
-    main,
     read_selftest,
     reference_faces,
 )
