@@ -403,9 +403,12 @@ def model_in_words(art: ModelArtifacts) -> str:
     count = sum(v for v in train.values() if isinstance(v, int)) if isinstance(train, dict) else 0
     photos = f"{count:,} labelled face photos" if count else "labelled face photos"
     tuned = art.splits["test"] != "PrivateTest"
-    return (f"A face detector finds each face; then {nets} name its expression. They learnt it from "
-            + (f"FER2013's {photos} and then a folder of labelled photos." if tuned else
-               f"{photos} (the FER2013 dataset): small, grey, mostly front-on faces."))
+    learned = art.metrics.get("labels")
+    votes = isinstance(learned, str) and "FER+" in learned  # also taught by ten people's votes a face
+    source = (f"FER2013's {photos} and then a folder of labelled photos." if tuned else
+              f"{photos} (the FER2013 dataset): small, grey, mostly front-on faces"
+              + (", each named by ten people's votes (FER+) as well as by FER2013's one annotator." if votes else "."))
+    return f"A face detector finds each face; then {nets} name its expression. They learnt it from {source}"
 
 
 def show_live_model(model_dir: Path | str) -> None:

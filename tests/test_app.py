@@ -104,6 +104,7 @@ def test_home_says_what_the_app_reads_in_a_newcomers_words(shipped_metrics, phot
     assert f"{training:,} labelled face photos" in model  # read from metrics.json
     members = json.loads((photo_model_dir / "train_config.json").read_text()).get("ensemble", {}).get("members")
     assert ("averaged" in model) == bool(members)
+    assert ("ten people's votes (FER+)" in model) == ("FER+" in shipped_metrics.get("labels", ""))  # what it learned from
     assert "docs/models.md" in _text(app)
     assert [link.proto.page for link in app.get("page_link")].count("Model_report") == 2  # the row, and by the paragraph
 
