@@ -63,7 +63,7 @@ with figures:
     st.markdown("**On FER2013's test photos**" if split["test"] == "PrivateTest" else "**On its own held-out test photos**")
     # FER+ (ten votes a face) beside FER2013's one-annotator labels, for models evaluated on both.
     show_headline(art, only=(f"FER+ {split['test']} accuracy", f"{split['test']} accuracy", "macro-F1",
-                             f"{split['val']} accuracy"), per_row=4)
+                             f"{split['val']} accuracy"), per_row=2)  # four across cut the FER+ label short
     show_missing_figures(art)
     if protocol := art.metrics.get("protocol"):
         st.caption(escape_markdown(protocol))

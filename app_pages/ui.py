@@ -24,6 +24,7 @@ from ferlens.core.drawing import contrast_ratio
 from ferlens.core.images import IMAGE_SUFFIXES, MAX_FILE_BYTES
 from ferlens.core.photos import analyse_photo
 from ferlens.core.recognition import EmotionRecognizer, Face
+from ferlens.core.tta import PHOTO_TTA
 from ferlens.modelfolder.artifacts import IN_THE_WILD_FIGURES, METRICS_FILE, MODEL_FILE, ModelArtifacts
 from ferlens.modelfolder.loading import FORMAT_NAMES, LIVE_BACKEND, PHOTO_BACKEND, expected_format
 from ferlens.modelfolder.manifest import read_manifest
@@ -137,8 +138,9 @@ def example_image() -> np.ndarray:
 
 @st.cache_data(show_spinner=False, max_entries=1)
 def annotated_example(model_dir: str) -> np.ndarray | None:
-    """The example photo annotated by the model in `model_dir` (the home page's picture)."""
-    result = analyse_photo(get_recognizer(model_dir), "example", example_image())
+    """The example photo annotated by the model in `model_dir` (the home page's picture), with the upload
+    page's default test-time augmentation, so that both pages give the example the same figures."""
+    result = analyse_photo(get_recognizer(model_dir).with_settings(tta=PHOTO_TTA), "example", example_image())
     return result.annotated
 
 
