@@ -149,7 +149,8 @@ def annotated_example(model_dir: str) -> np.ndarray | None:
 RESULTS_TABLE_COLUMNS = {
     "face": st.column_config.NumberColumn("#", width=40),
     "label": st.column_config.TextColumn("emotion", width=75),
-    **{name: st.column_config.NumberColumn(name, format="%.0f%%", width=70) for name in ("confidence", *CLASS_NAMES)},
+    # One decimal: whole percents here would round 92.5 up where the tags and charts show 92 %.
+    **{name: st.column_config.NumberColumn(name, format="%.1f%%", width=70) for name in ("confidence", *CLASS_NAMES)},
     "detection score": st.column_config.NumberColumn("detection", format="%.0f%%", width=70,
                                                      help="How sure the face detector is that this is a face"),
     "box (x, y, w, h)": st.column_config.TextColumn(width=130, help="In the photo's pixels, clipped to the photo"),

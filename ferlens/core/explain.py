@@ -76,7 +76,9 @@ class Occlusion:
 
 #: What the upload page explains a prediction with, per test-time augmentation of that prediction
 #: (others: `Occlusion()`, the prediction's own views).
-APP_OCCLUSION: dict[str, Occlusion] = {}
+#: Ten-crop: the same 8 px squares with the flip's two views instead of ten, as faithful by the deletion
+#: test and a fifth of the model runs (benchmarks/explain_app.md).
+APP_OCCLUSION: dict[str, Occlusion] = {"ten-crop": Occlusion(PATCH, STRIDE, "flip")}
 
 
 @dataclass
