@@ -153,7 +153,7 @@ RESULTS_TABLE_COLUMNS = {
     **{name: st.column_config.NumberColumn(name, format="%.1f%%", width=70) for name in ("confidence", *CLASS_NAMES)},
     "detection score": st.column_config.NumberColumn("detection", format="%.0f%%", width=70,
                                                      help="How sure the face detector is that this is a face"),
-    "box (x, y, w, h)": st.column_config.TextColumn(width=130, help="In the photo's pixels, clipped to the photo"),
+    "box (x, y, w, h)": st.column_config.TextColumn(width=120, help="In the photo's pixels, clipped to the photo"),
 }
 
 #: What `python -m benchmarks.explain --app` measured for the upload page's "Why?".
